@@ -1,0 +1,9 @@
+"""scratchopt: the techniques that make deep-learning training work, from scratch.
+
+NumPy (CPU) and CuPy (GPU) implementations, each proven equal to its Keras namesake.
+"""
+
+from . import backend, clipping, numerics, optimizers
+
+__version__ = "0.1.0"
+__all__ = ["backend", "clipping", "numerics", "optimizers"]

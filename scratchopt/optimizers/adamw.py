@@ -1,0 +1,29 @@
+"""AdamW: Adam with weight decay taken out of the gradient ("decoupled")."""
+
+from .adam import Adam
+
+
+class AdamW(Adam):
+    """``AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, ...)``.
+
+    The rule is Adam's; the decay is the shared weight-decay step every optimizer has,
+    run on the weights just before the Adam update::
+
+        Textbook (Loshchilov & Hutter 2019)     Keras (this code)
+        w = w - eta_t * (lr * adam_step + wd * w)   w = w - (w * wd) * lr      then the Adam step
+        (eta_t: a schedule multiplier, lr separate)  (decay multiplied by the current lr)
+
+    What the difference does: Keras multiplies the decay by the learning rate, as
+    PyTorch does (``p *= 1 - lr * wd``), so with ``lr = 1e-3`` a ``weight_decay`` of
+    0.004 shrinks weights by 4e-6 per step, not 0.004, and lowering the rate also
+    lowers the decay. ``weight_decay`` reaches float64 weights through float32.
+    ``Adam(weight_decay=x)`` is the same optimizer; only the default (0.004) and the
+    refusal of ``weight_decay=None`` are AdamW's own.
+    """
+
+    defaults = {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999,
+                "epsilon": 1e-07, "amsgrad": False}
+
+    def validate(self):
+        if self.weight_decay is None:
+            raise ValueError("Argument `weight_decay` must be a float. Received: weight_decay=None")

@@ -1,0 +1,448 @@
+"""What every optimizer shares, written once: the Keras pipeline around an update rule.
+
+An optimizer file (``sgd.py``, ``adam.py``, ...) holds only its mathematics: an
+elementwise ``update`` function and the per-step scalars it needs. Everything else is
+here, in the order Keras's ``BaseOptimizer.apply`` runs it (KERAS_SEMANTICS §1)::
+
+    apply(grads, params):
+        check every (grad, param) pair         -> nothing changes if one is bad
+        drop None gradients
+        g = g / loss_scale_factor
+        if accumulating and this is not the s-th call:  acc = acc + g   (and skip to EMA)
+        if accumulating:                       g = (g + acc) / s;  acc = 0 afterwards
+        clip                                   clipnorm | global_clipnorm | clipvalue
+        weight decay                           w = w - (w * wd) * lr   (before the update)
+        update rule                            w, slots = update(g, w, *slots, ...)
+        EMA of the weights                     avg = m * avg + (1 - m) * w
+        iterations += 1
+
+Keras conventions that decide the bits, kept here:
+
+* the learning rate lives in float32 (a float32 variable in Keras), then is cast to the
+  parameter's dtype; a schedule is evaluated at the raw step counter;
+* a gradient is cast to its parameter's dtype inside the update, i.e. *after* loss
+  scaling and clipping, which run in the gradient's own dtype;
+* ``iterations`` counts optimizer steps; with gradient accumulation over ``s`` calls it
+  is ``calls // s``, while schedules still see the raw call count.
+"""
+
+import contextlib
+import inspect
+import numbers
+import re
+import warnings
+
+import numpy as np
+
+from .. import clipping
+from ..backend import namespace
+from ..numerics import as_dtype, flush_denormals, through_float32
+
+#: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
+COMMON_ARGUMENTS = {
+    "weight_decay": None,
+    "clipnorm": None,
+    "clipvalue": None,
+    "global_clipnorm": None,
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+}
+_NUMERIC_COMMON = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "ema_momentum",
+                   "ema_overwrite_frequency", "loss_scale_factor", "gradient_accumulation_steps")
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_GRAD_DTYPES = (np.dtype(np.float16),) + _FLOAT_DTYPES
+
+
+def _is_real(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+class Optimizer:
+    """Base class: subclasses declare ``defaults``, ``slots()``, ``scalars()`` and ``update``.
+
+    * ``defaults``: the optimizer's own constructor arguments, ``learning_rate`` first, in
+      Keras's order and with Keras's defaults. The common arguments (``weight_decay``,
+      ``clipnorm``, ..., ``name``) are appended, so ``SGD(0.1, 0.9)`` binds like Keras.
+    * ``slots()``: ``{name: in_use}``, the per-parameter state arrays, in ``update``'s order.
+    * ``scalars(lr, step, dtype)``: the per-step scalars of ``update``, in ``dtype``.
+    * ``update(g, var, *slots, **scalars) -> (var, *slots)``: the rule, one elementwise
+      function of arrays or scalars; an unused slot is passed and returned as None.
+    """
+
+    defaults = {"learning_rate": 0.001}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "defaults" not in cls.__dict__:
+            return
+        arguments = dict(cls.defaults)
+        arguments.update({k: v for k, v in COMMON_ARGUMENTS.items() if k not in arguments})
+        arguments["name"] = cls.__name__
+        P = inspect.Parameter
+        signature = inspect.Signature(
+            [P("self", P.POSITIONAL_OR_KEYWORD)]
+            + [P(k, P.POSITIONAL_OR_KEYWORD, default=v) for k, v in arguments.items()]
+            + [P("kwargs", P.VAR_KEYWORD)]
+        )
+
+        def __init__(self, *args, **kwargs):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            del arguments["self"]
+            Optimizer._configure(self, arguments)
+
+        __init__.__signature__ = signature
+        __init__.__qualname__ = f"{cls.__name__}.__init__"
+        __init__.__doc__ = f"Build a {cls.__name__}; arguments as Keras's (see the class docstring)."
+        cls.__init__ = __init__
+
+    # --- construction and validation ------------------------------------------------------
+
+    def _configure(self, arguments):
+        extra = arguments.pop("kwargs")
+        if extra.pop("decay", None) is not None:
+            warnings.warn("Argument `decay` is no longer supported and will be ignored.", stacklevel=3)
+        if extra:
+            raise ValueError(f"Argument(s) not recognized: {extra}")
+        learning_rate = arguments.pop("learning_rate")
+        self._config = arguments
+        for key, value in arguments.items():
+            setattr(self, key, value)
+        self._validate_common()
+        self._set_learning_rate(learning_rate, constructing=True)
+        self.validate()
+        for key in _NUMERIC_COMMON + tuple(k for k, v in self.defaults.items() if isinstance(v, float)):
+            value = arguments.get(key)
+            if key != "learning_rate" and value is not None and not _is_real(value):
+                raise TypeError(f"`{key}` must be a number, got {key}={value!r} ({type(value).__name__})")
+        self.built = False
+        self._iterations = 0
+        self._exclude_ids = set()
+        self._exclude_pattern = None
+
+    def _validate_common(self):
+        """Keras's checks, including what it lets through (KERAS_SEMANTICS §1)."""
+        s = self.gradient_accumulation_steps
+        if s and _is_real(s) and not s >= 2:  # 0 and None disable it; 2.5 is accepted
+            raise ValueError(f"`gradient_accumulation_steps` must be an integer >= 2. "
+                             f"Received: gradient_accumulation_steps={s!r}")
+        if self.use_ema:
+            m = self.ema_momentum
+            if _is_real(m) and (m > 1 or m < 0):
+                raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: ema_momentum={m!r}")
+            f = self.ema_overwrite_frequency
+            if f and (not isinstance(f, int) or f < 1):  # 0 is falsy, so accepted
+                raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
+                                 f"Received: ema_overwrite_frequency={f!r}")
+        clips = {k: getattr(self, k) for k in ("clipnorm", "clipvalue", "global_clipnorm")}
+        if sum(v is not None for v in clips.values()) > 1:
+            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                             "Received: " + ", ".join(f"{k}={v!r}" for k, v in clips.items()))
+
+    def validate(self):
+        """The optimizer's own argument checks (Keras's); subclasses override."""
+
+    # --- the learning rate ----------------------------------------------------------------
+
+    def _set_learning_rate(self, learning_rate, constructing=False):
+        if callable(learning_rate):
+            self._schedule = learning_rate
+            # Keras calls a plain callable with no argument; a schedule gets the step.
+            self._schedule_takes_step = bool(_required_positional(learning_rate))
+            self._lr = None
+            return
+        if constructing and not isinstance(learning_rate, float):
+            # Keras: int and np.float32 rejected, np.float64 (a float subclass) accepted.
+            raise ValueError(
+                "Argument `learning_rate` should be float, or a schedule (a callable "
+                f"step -> rate). Received instead: learning_rate={learning_rate!r} "
+                f"({type(learning_rate).__name__})")
+        if getattr(self, "_schedule", None) is not None:
+            raise TypeError(
+                "This optimizer was created with a schedule as its `learning_rate`, hence its "
+                "learning rate is not settable. Build it with a float `learning_rate` to set it.")
+        if not _is_real(learning_rate):
+            raise TypeError(f"`learning_rate` must be a number, got {learning_rate!r}")
+        self._schedule = None
+        self._lr = np.float32(learning_rate)  # Keras keeps it in a float32 variable
+
+    def _current_learning_rate(self):
+        """The float32 learning rate of the coming step."""
+        if self._schedule is None:
+            return self._lr
+        lr = self._schedule(self._iterations) if self._schedule_takes_step else self._schedule()
+        return np.float32(lr)
+
+    @property
+    def learning_rate(self):
+        """The rate the next step will use (a Python float holding a float32 value)."""
+        return float(self._current_learning_rate())
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self._set_learning_rate(value)
+
+    @property
+    def iterations(self):
+        """Optimizer steps taken; with gradient accumulation over s calls, ``calls // s``."""
+        s = self.gradient_accumulation_steps
+        return int(self._iterations // s) if s else self._iterations
+
+    # --- state: slots, EMA averages, gradient accumulators ---------------------------------
+
+    def slots(self):
+        """``{name: in_use}`` for the per-parameter state of ``update``; subclasses override."""
+        return {}
+
+    def build(self, params, names=None):
+        """Register ``params`` (and optional ``names``) and create zeroed state for each."""
+        params = list(params)
+        names = [None] * len(params) if names is None else list(names)
+        if len(names) != len(params):
+            raise ValueError(f"got {len(names)} names for {len(params)} params")
+        for i, p in enumerate(params):
+            _check_param(p, f"params[{i}]")
+        if self.built:
+            return
+        self._params = params
+        self._names = names
+        self._index = {id(p): i for i, p in enumerate(params)}
+
+        def zeros():
+            return [namespace(p).zeros_like(p) for p in params]
+
+        used = self.slots()
+        self._slots = [{k: namespace(p).zeros_like(p) for k, on in used.items() if on} for p in params]
+        self._averages = zeros() if self.use_ema else None
+        self._accumulators = zeros() if self.gradient_accumulation_steps else None
+        self._decays = [self._uses_weight_decay(p, n) for p, n in zip(params, names)]
+        self.built = True
+
+    def exclude_from_weight_decay(self, var_list=None, var_names=None):
+        """Exclude params (by identity) or names (regex search, as Keras) from weight decay."""
+        if self.built:
+            raise ValueError("`exclude_from_weight_decay()` can only be configured before "
+                             "the optimizer is built.")
+        self._exclude_ids = {id(v) for v in var_list or ()}
+        self._exclude_pattern = "|".join(set(var_names)) if var_names else None
+
+    def _uses_weight_decay(self, param, name):
+        if id(param) in self._exclude_ids:
+            return False
+        return not (self._exclude_pattern and name is not None and re.search(self._exclude_pattern, name))
+
+    def state_dict(self):
+        """Copies of everything a resumed run needs: step count, learning rate, all state."""
+        if not self.built:
+            raise ValueError("the optimizer has no state before it is built (first apply or build)")
+
+        def copies(arrays):
+            return None if arrays is None else [a.copy() for a in arrays]
+
+        return {
+            "iterations": self._iterations,
+            "learning_rate": None if self._lr is None else float(self._lr),
+            "slots": [{k: a.copy() for k, a in s.items()} for s in self._slots],
+            "ema": copies(self._averages),
+            "accumulators": copies(self._accumulators),
+        }
+
+    def load_state_dict(self, state):
+        """Restore ``state_dict()`` output into a built optimizer; all checked before any copy."""
+        if not self.built:
+            raise ValueError("call build(params) before load_state_dict(state)")
+        pairs = []
+        for key in ("slots", "ema", "accumulators"):
+            ours = {"slots": self._slots, "ema": self._averages, "accumulators": self._accumulators}[key]
+            theirs = state.get(key)
+            if (ours is None) != (theirs is None) or (ours is not None and len(ours) != len(theirs)):
+                raise ValueError(f"state[{key!r}] does not match this optimizer's configuration")
+            if key == "slots":
+                for i, (a, b) in enumerate(zip(ours, theirs)):
+                    if set(a) != set(b):
+                        raise ValueError(f"state['slots'][{i}] has {sorted(b)}, expected {sorted(a)}")
+                    pairs += [(a[k], b[k], f"state['slots'][{i}][{k!r}]") for k in a]
+            elif ours is not None:
+                pairs += [(a, b, f"state[{key!r}][{i}]") for i, (a, b) in enumerate(zip(ours, theirs))]
+        for dst, src, where in pairs:
+            if namespace(dst) is not namespace(src) or dst.shape != src.shape or dst.dtype != src.dtype:
+                raise ValueError(f"{where} is {type(src).__name__} {src.dtype}{tuple(src.shape)}, "
+                                 f"expected {type(dst).__name__} {dst.dtype}{tuple(dst.shape)}")
+        iterations = state["iterations"]
+        if not isinstance(iterations, numbers.Integral) or iterations < 0:
+            raise ValueError(f"state['iterations'] must be an int >= 0, got {iterations!r}")
+        for dst, src, _ in pairs:
+            dst[...] = src
+        self._iterations = int(iterations)
+        if state.get("learning_rate") is not None and self._schedule is None:
+            self._lr = np.float32(state["learning_rate"])
+
+    # --- one step ---------------------------------------------------------------------------
+
+    def apply_gradients(self, grads_and_params):
+        """``apply`` from ``(grad, param)`` pairs, as Keras's ``apply_gradients``."""
+        grads, params = zip(*grads_and_params)
+        self.apply(grads, params)
+
+    def apply(self, grads, params=None):
+        """One optimizer step: ``params`` (a list of arrays) are updated in place.
+
+        A bad pair (shape, dtype or array kind) raises before anything changes.
+        """
+        grads = list(grads)
+        if not grads:
+            return  # Keras: an empty list is a no-op (the step count does not move)
+        params = self._params_for(grads, params)
+        pairs = [(g, p) for g, p in zip(grads, params) if g is not None]
+        if not pairs:
+            raise ValueError("No gradients provided for any variable.")
+        if len(pairs) < len(grads):
+            warnings.warn(f"Gradients do not exist for {len(grads) - len(pairs)} of the params.", stacklevel=2)
+        self._check_pairs(pairs)
+        if not self.built:
+            self.build(params)
+        grads = [g for g, _ in pairs]
+        indices = [self._index[id(p)] for _, p in pairs]
+        numpy_arrays = namespace(*grads) is np
+        with np.errstate(all="ignore"), (flush_denormals() if numpy_arrays else contextlib.nullcontext()):
+            self._step(grads, indices)
+        self._iterations += 1
+
+    def _params_for(self, grads, params):
+        if params is None:
+            if not self.built:
+                raise ValueError("pass `params` on the first call, or call `build(params)` first")
+            params = self._params
+        else:
+            params = list(params)
+            if self.built:
+                for i, p in enumerate(params):
+                    if id(p) not in self._index:
+                        raise ValueError(f"Unknown parameter at params[{i}]: this optimizer can only "
+                                         "be called for the params it was built with.")
+        if len(grads) != len(params):
+            raise ValueError(f"got {len(grads)} gradients for {len(params)} params")
+        return params
+
+    def _check_pairs(self, pairs):
+        for i, (g, p) in enumerate(pairs):
+            _check_param(p, f"params[{i}]")
+            try:
+                namespace(p, g)
+            except TypeError as error:
+                raise TypeError(f"grads[{i}] and params[{i}]: {error}") from None
+            if g.dtype not in _GRAD_DTYPES:
+                raise TypeError(f"grads[{i}] has dtype {g.dtype}; gradients must be float16/32/64")
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] has shape {tuple(g.shape)} but params[{i}] has {tuple(p.shape)}")
+            if self.gradient_accumulation_steps and g.dtype != p.dtype:
+                raise TypeError(f"grads[{i}] is {g.dtype} for a {p.dtype} param: with gradient "
+                                "accumulation the dtypes must match (Keras fails here too)")
+        if self.global_clipnorm and self.global_clipnorm > 0 and len({g.dtype for g, _ in pairs}) > 1:
+            raise TypeError("global_clipnorm needs gradients of one dtype, got "
+                            f"{sorted({str(g.dtype) for g, _ in pairs})} (Keras fails here too)")
+
+    def _step(self, grads, indices):
+        if self.loss_scale_factor is not None:
+            grads = [g / as_dtype(self.loss_scale_factor, g.dtype) for g in grads]
+        s = self.gradient_accumulation_steps
+        if not s:
+            self._update(grads, indices)
+        elif (self._iterations + 1) % s == 0:
+            accumulated = [self._accumulators[i] for i in indices]
+            self._update([(g + a) / as_dtype(s, g.dtype) for g, a in zip(grads, accumulated)], indices)
+            for a in accumulated:
+                a[...] = 0
+        else:
+            for g, i in zip(grads, indices):
+                self._accumulators[i][...] = self._accumulators[i] + g
+        if self.use_ema:
+            self._update_moving_averages()
+
+    def _update(self, grads, indices):
+        """Clip, decay the weights, then run the rule on each parameter."""
+        grads = self._clip(grads)
+        lr32 = self._current_learning_rate()
+        if self.weight_decay is not None:
+            for i in indices:
+                if self._decays[i]:
+                    w = self._params[i]
+                    w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr32)
+        scalars = {}
+        names = list(self.slots())
+        for g, i in zip(grads, indices):
+            var = self._params[i]
+            dtype = var.dtype
+            if dtype not in scalars:
+                scalars[dtype] = self.scalars(dtype.type(lr32), self.iterations, dtype)
+            slots = [self._slots[i].get(k) for k in names]
+            results = self.update(g.astype(dtype, copy=False), var, *slots, **scalars[dtype])
+            for state, new in zip([var] + slots, results):
+                if state is not None:
+                    state[...] = new
+
+    def _clip(self, grads):
+        # Keras: a clip value that is 0 or negative silently disables clipping.
+        if self.clipnorm and self.clipnorm > 0:
+            return clipping.clip_by_norm(grads, self.clipnorm)
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            return clipping.clip_by_global_norm(grads, self.global_clipnorm)
+        if self.clipvalue and self.clipvalue > 0:
+            return clipping.clip_by_value(grads, self.clipvalue)
+        return grads
+
+    def _update_moving_averages(self):
+        """avg = m * avg + (1 - m) * w, with m = 0 on the first step (the average starts at w)."""
+        first = self.iterations == 0
+        for w, avg in zip(self._params, self._averages):
+            m = w.dtype.type(not first) * as_dtype(self.ema_momentum, w.dtype)
+            avg[...] = m * avg + (1 - m) * w
+        f = self.ema_overwrite_frequency
+        if f and (self.iterations + 1) % f == 0:
+            self.finalize_variable_values()
+
+    def finalize_variable_values(self, params=None):
+        """With ``use_ema``, overwrite the params with their moving averages (Keras's name)."""
+        if self.use_ema and self.built:
+            for w, avg in zip(self._params, self._averages):
+                w[...] = avg
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def get_config(self):
+        """Every constructor argument; ``type(opt).from_config(config)`` rebuilds the optimizer."""
+        lr = self._schedule if self._schedule is not None else float(self._lr)
+        return {"learning_rate": lr, **self._config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+def _check_param(p, where):
+    try:
+        xp = namespace(p)
+    except TypeError:
+        raise TypeError(f"{where} must be a NumPy or CuPy array, got {type(p).__name__}") from None
+    if isinstance(p, np.generic):
+        raise TypeError(f"{where} is a NumPy scalar; params must be arrays (they are updated in place)")
+    if p.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{where} has dtype {p.dtype}; params must be float32 or float64")
+    del xp
+
+
+def _required_positional(fn):
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return [p for p in parameters if p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]

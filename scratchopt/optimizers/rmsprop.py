@@ -1,0 +1,63 @@
+"""RMSprop: divide the step by a running RMS of the gradient."""
+
+from ..backend import sqrt
+from ..numerics import as_dtype
+from .base import Optimizer
+
+
+def update(g, var, v, avg_g, buf, *, lr, rho, one_minus_rho, epsilon, momentum):
+    """One RMSprop step, elementwise (``avg_g`` only if centered, ``buf`` only with momentum).
+
+    Textbook (Hinton; PyTorch)                 Keras (this code)
+    --------------------------------------     ------------------------------------------
+    v = rho * v + (1 - rho) * g**2             v = rho * v + (1 - rho) * (g*g)
+    centered: avg_g = rho * avg_g              centered: avg_g = rho * avg_g + (1 - rho) * g
+                  + (1 - rho) * g                        d = (v - avg_g*avg_g) + epsilon
+              d = sqrt(v - avg_g**2) + eps     else:     d = v + epsilon
+    else:     d = sqrt(v) + eps                step = (lr * g) / sqrt(d)
+    momentum: buf = mu * buf + g / d           momentum: buf = mu * buf + step;  w = w - buf
+              w = w - lr * buf                 else:     w = w - step
+    else:     w = w - lr * g / d
+
+    What the difference does: Keras puts ``epsilon`` *inside* the square root, so with
+    the default 1e-7 the denominator never drops below ``sqrt(1e-7)`` = 3.2e-4 (PyTorch's
+    floor is 1e-8 with its own default): for gradients much smaller than that, Keras steps
+    are far smaller than PyTorch's. With momentum the buffer holds ``lr``-scaled steps
+    (the rate at the time of each step, as in Keras's SGD), PyTorch's does not. The
+    centered variance ``v - avg_g**2`` is not clamped at 0; only ``epsilon`` guards it.
+    """
+    v = rho * v + one_minus_rho * (g * g)
+    if avg_g is not None:  # centered: subtract the squared mean gradient
+        avg_g = rho * avg_g + one_minus_rho * g
+        denominator = (v - avg_g * avg_g) + epsilon
+    else:
+        denominator = v + epsilon
+    step = (lr * g) / sqrt(denominator)
+    if buf is None:
+        return var - step, v, avg_g, buf
+    buf = momentum * buf + step
+    return var - buf, v, avg_g, buf
+
+
+class RMSprop(Optimizer):
+    """``RMSprop(learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False, ...)``.
+
+    The rule is ``update`` above. As in Keras nothing is validated: ``rho=2.0`` and a
+    negative ``momentum`` are accepted, and ``momentum <= 0`` silently means no momentum.
+    """
+
+    defaults = {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-07,
+                "centered": False}
+    update = staticmethod(update)
+
+    def slots(self):
+        return {"v": True, "avg_g": bool(self.centered), "buf": self.momentum > 0}
+
+    def scalars(self, lr, step, dtype):
+        return {
+            "lr": lr,
+            "rho": as_dtype(self.rho, dtype),
+            "one_minus_rho": as_dtype(1 - self.rho, dtype),
+            "epsilon": as_dtype(self.epsilon, dtype),
+            "momentum": as_dtype(self.momentum, dtype),
+        }

@@ -1,0 +1,56 @@
+"""Stochastic gradient descent, with momentum and Nesterov momentum."""
+
+from ..numerics import through_float32
+from .base import Optimizer
+
+
+def update(g, var, m, *, lr, momentum, nesterov):
+    """One SGD step, elementwise.
+
+    Textbook (and PyTorch)              Keras (this code)
+    ------------------------------      -----------------------------------------
+    no momentum:                        no momentum:
+        w = w - lr * g                      w = w - g * lr
+    momentum mu:                        momentum mu:
+        b = mu * b + g                      m = m * mu - g * lr     (m = -lr * velocity)
+        w = w - lr * b                      w = w + m
+    Nesterov:                           Nesterov:
+        w = w - lr * (g + mu * b)           w = w + (m * mu - g * lr)   (with the new m)
+
+    What the difference does: Keras's buffer ``m`` holds the step itself, learning rate
+    included, and is *added* to the weights (TF's sign convention). PyTorch's ``b`` holds
+    gradients and is multiplied by today's rate. With a constant rate the two agree up to
+    rounding. Under a schedule they part: Keras keeps applying past steps at the rates
+    they were taken with, PyTorch rescales the whole history to the current rate.
+    ``mu`` reaches float64 parameters through float32 (Keras casts it: 0.9 -> 0.8999999762).
+    """
+    if m is None:  # momentum == 0: no velocity slot
+        return var - g * lr, m
+    m = m * momentum - g * lr
+    if nesterov:
+        return var + (m * momentum - g * lr), m
+    return var + m, m
+
+
+class SGD(Optimizer):
+    """Gradient descent: ``SGD(learning_rate=0.01, momentum=0.0, nesterov=False, ...)``.
+
+    The rule is ``update`` above. Keras's checks are kept: ``momentum`` must be a Python
+    float in [0, 1] (``0`` as an int and ``np.float32(0.9)`` are rejected, ``1.0`` is
+    accepted); with ``momentum=0.0``, ``nesterov=True`` is silently plain SGD.
+    """
+
+    defaults = {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
+    update = staticmethod(update)
+
+    def validate(self):
+        m = self.momentum
+        if not isinstance(m, float) or m < 0 or m > 1:
+            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: momentum={m!r} "
+                             f"({type(m).__name__})")
+
+    def slots(self):
+        return {"m": self.momentum != 0}
+
+    def scalars(self, lr, step, dtype):
+        return {"lr": lr, "momentum": through_float32(self.momentum, dtype), "nesterov": bool(self.nesterov)}
