@@ -1,0 +1,68 @@
+"""The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras."""
+
+import argparse
+import importlib.util
+import sys
+
+INSTALL_HINT = 'pip install "scratchopt[parity]"   (TensorFlow 2.21 CPU, Keras 3.15, rich)'
+
+
+def _missing_reference():
+    return [m for m in ("tensorflow", "keras", "rich") if importlib.util.find_spec(m) is None]
+
+
+def parity(args):
+    missing = _missing_reference()
+    if missing:
+        print(f"scratchopt parity compares against Keras, but {', '.join(missing)} "
+              f"{'is' if len(missing) == 1 else 'are'} not installed. Install with:\n  {INSTALL_HINT}",
+              file=sys.stderr)
+        return 2
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from . import parity as checks
+
+    steps = 20 if args.quick else args.steps
+    entries = checks.entries()
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    results = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("comparing with Keras", total=len(entries))
+        for name, kwargs, dtype in entries:
+            progress.update(task, description=f"{checks.describe(name, kwargs)} {dtype}")
+            results.append(checks.run_row(name, kwargs, dtype, steps))
+            progress.advance(task)
+    table = Table(title=f"scratchopt vs Keras {_keras_version()} (eager, CPU): {steps} steps, "
+                        f"shapes {checks.SHAPES}")
+    for column in ("component", "dtype", "steps", "max abs diff", "max ULP", "exact"):
+        table.add_column(column, justify="left" if column == "component" else "right")
+    for row in results:
+        table.add_row(row.component, row.dtype, str(row.steps), f"{row.max_abs:.3g}",
+                      f"{row.max_ulp:.0f}", "[green]✓[/]" if row.exact else "[red]✗[/]")
+    console.print(table)
+    failed = [r for r in results if not r.exact]
+    console.print(f"{len(results) - len(failed)} of {len(results)} rows exact.")
+    return 1 if failed else 0
+
+
+def _keras_version():
+    import keras
+
+    return keras.__version__
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="scratchopt", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("parity", help="compare every optimizer with Keras, bit for bit")
+    p.add_argument("--steps", type=int, default=200, help="steps per row (default 200)")
+    p.add_argument("--quick", action="store_true", help="20 steps per row")
+    p.set_defaults(run=parity)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
