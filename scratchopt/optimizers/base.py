@@ -355,7 +355,7 @@ class Optimizer:
         elif (self._iterations + 1) % s == 0:
             accumulated = [self._accumulators[i] for i in indices]
             self._update([(g + a) / as_dtype(s, g.dtype) for g, a in zip(grads, accumulated)], indices)
-            for a in accumulated:
+            for a in self._accumulators:  # Keras zeroes them all, even those without a gradient now
                 a[...] = 0
         else:
             for g, i in zip(grads, indices):

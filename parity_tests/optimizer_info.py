@@ -1,0 +1,120 @@
+"""One table entry per optimizer drives every generic test (PyTorch's OptimizerInfo, in spirit).
+
+An entry says what the optimizer's own arguments may be (a Hypothesis strategy over the
+range Keras accepts), which arguments Keras refuses at construction, and which odd ones
+it lets through. Adding an optimizer to the suite is adding an entry here.
+"""
+
+import dataclasses
+
+import numpy as np
+from hypothesis import strategies as st
+
+from scratchopt import optimizers
+
+
+def floats(lo, hi):
+    return st.floats(lo, hi, allow_nan=False, allow_infinity=False)
+
+
+@dataclasses.dataclass
+class OptimizerInfo:
+    name: str
+    hyperparameters: st.SearchStrategy  # dicts of the optimizer's own arguments
+    rejections: list  # (kwargs, exception type) that Keras raises at construction
+    acceptances: list  # kwargs that look wrong but that Keras accepts (and so do we)
+
+    @property
+    def cls(self):
+        return getattr(optimizers, self.name)
+
+    def __str__(self):
+        return self.name
+
+
+#: Rejected by every Keras optimizer: (kwargs, exception type).
+COMMON_REJECTIONS = [
+    ({"learning_rate": 1}, ValueError),  # an int
+    ({"learning_rate": np.float32(0.1)}, ValueError),  # np.float32 is not a float subclass
+    ({"learning_rate": "0.1"}, ValueError),
+    ({"learning_rate": None}, ValueError),
+    ({"clipnorm": 1.0, "clipvalue": 1.0}, ValueError),
+    ({"clipnorm": 1.0, "global_clipnorm": 1.0}, ValueError),
+    ({"gradient_accumulation_steps": 1}, ValueError),
+    ({"gradient_accumulation_steps": 1.5}, ValueError),
+    ({"use_ema": True, "ema_momentum": 1.5}, ValueError),
+    ({"use_ema": True, "ema_momentum": -0.1}, ValueError),
+    ({"use_ema": True, "ema_overwrite_frequency": 2.0}, ValueError),
+    ({"use_ema": True, "ema_overwrite_frequency": -1}, ValueError),
+    ({"not_an_argument": 1}, ValueError),
+]
+
+#: Accepted by every Keras optimizer although they look wrong.
+COMMON_ACCEPTANCES = [
+    {"learning_rate": -0.01},  # gradient ascent
+    {"learning_rate": 0.0},
+    {"learning_rate": np.float64(0.01)},  # a float subclass
+    {"clipnorm": 0.0},  # 0 or negative silently disables clipping
+    {"clipnorm": -1.0},
+    {"clipvalue": -0.5},
+    {"global_clipnorm": 0.0},
+    {"gradient_accumulation_steps": 0},  # falsy: disabled
+    {"gradient_accumulation_steps": 2.5},  # a float >= 2
+    {"use_ema": True, "ema_overwrite_frequency": 0},  # falsy: never overwrite
+    {"use_ema": True, "ema_momentum": 0.0},
+    {"use_ema": True, "ema_momentum": 1.0},
+    {"ema_momentum": 5.0},  # only checked when use_ema=True
+    {"weight_decay": -0.01},
+    {"loss_scale_factor": 0.5},
+]
+
+INFOS = [
+    OptimizerInfo(
+        "SGD",
+        st.fixed_dictionaries({
+            "momentum": st.one_of(st.just(0.0), st.just(1.0), floats(0.0, 1.0)),
+            "nesterov": st.booleans(),
+        }),
+        rejections=[({"momentum": 0}, ValueError), ({"momentum": np.float32(0.9)}, ValueError),
+                    ({"momentum": 1.5}, ValueError), ({"momentum": -0.1}, ValueError),
+                    ({"momentum": "0.9"}, ValueError), ({"momentum": None}, ValueError)],
+        acceptances=[{"momentum": 1.0}, {"momentum": 0.0, "nesterov": True},
+                     {"momentum": np.float64(0.5)}],
+    ),
+    OptimizerInfo(
+        "Adam",
+        st.fixed_dictionaries({
+            "beta_1": st.one_of(st.just(0.0), floats(0.0, 0.999)),
+            "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+            "amsgrad": st.booleans(),
+        }),
+        rejections=[],
+        acceptances=[{"beta_1": 1.0}, {"beta_1": -0.5}, {"beta_2": 1.5}, {"epsilon": 0.0},
+                     {"epsilon": -1e-7}, {"beta_1": 1}],
+    ),
+    OptimizerInfo(
+        "AdamW",
+        st.fixed_dictionaries({
+            "weight_decay": st.one_of(st.just(0.004), floats(0.0, 0.2)),
+            "beta_1": floats(0.0, 0.999),
+            "beta_2": floats(0.5, 0.99999),
+            "epsilon": floats(1e-10, 1e-2),
+            "amsgrad": st.booleans(),
+        }),
+        rejections=[({"weight_decay": None}, ValueError)],
+        acceptances=[{"weight_decay": -0.01}, {"weight_decay": 0.0}, {"beta_1": 1.0}],
+    ),
+    OptimizerInfo(
+        "RMSprop",
+        st.fixed_dictionaries({
+            "rho": st.one_of(st.just(0.9), floats(0.0, 0.999)),
+            "momentum": st.one_of(st.just(0.0), floats(0.0, 0.99)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+            "centered": st.booleans(),
+        }),
+        rejections=[],
+        acceptances=[{"rho": 2.0}, {"momentum": -0.5}, {"momentum": 1}, {"epsilon": 0.0},
+                     {"rho": 1.0, "centered": True}],
+    ),
+]

@@ -1,0 +1,104 @@
+"""Hypothesis strategies: whole optimizer runs (arguments, shapes, dtypes, gradient sequences)."""
+
+import dataclasses
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from optimizer_info import floats
+
+SHAPES = [(), (1,), (3,), (2, 3), (4, 1, 2), (9,), (33,)]
+DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
+
+
+class LookupSchedule:
+    """A learning-rate schedule given as a table: ``values[min(step, len - 1)]``."""
+
+    def __init__(self, values):
+        self.values = [float(np.float32(v)) for v in values]
+
+    def __call__(self, step):
+        return self.values[min(step, len(self.values) - 1)]
+
+    def __repr__(self):
+        return f"LookupSchedule({self.values})"
+
+
+def values(dtype, nonfinite=False):
+    """Array elements over many magnitudes: ordinary, tiny (products go subnormal), 0, -0."""
+    width = 32 if dtype == np.float32 else 64
+    # tiny * tiny is subnormal: exercises flush-to-zero
+    tiny = float(np.float32(1e-19)) if width == 32 else 1e-155
+    parts = [st.floats(-100, 100, width=width), st.floats(-tiny, tiny, width=width)]
+    if nonfinite:
+        parts.append(st.sampled_from([np.nan, np.inf, -np.inf]))
+    return st.one_of(*parts)
+
+
+learning_rates = st.one_of(
+    floats(1e-4, 0.3),
+    st.just(0.0),
+    floats(-0.05, -1e-4),  # Keras accepts negative rates: gradient ascent
+    st.lists(floats(0.0, 0.3), min_size=1, max_size=6).map(LookupSchedule),
+)
+
+common_options = st.fixed_dictionaries({}, optional={
+    "clip": st.tuples(st.sampled_from(["clipnorm", "clipvalue", "global_clipnorm"]),
+                      st.one_of(floats(1e-3, 10.0), st.just(0.0), st.just(-1.0))),
+    "weight_decay": floats(0.0, 0.2),
+    "ema": st.tuples(floats(0.0, 1.0), st.one_of(st.none(), st.integers(1, 4))),
+    "gradient_accumulation_steps": st.integers(2, 3),
+    "loss_scale_factor": floats(0.25, 1024.0),
+})
+
+
+def to_kwargs(options):
+    kwargs = dict(options)
+    if "clip" in kwargs:
+        key, value = kwargs.pop("clip")
+        kwargs[key] = value
+    if "ema" in kwargs:
+        momentum, frequency = kwargs.pop("ema")
+        kwargs.update(use_ema=True, ema_momentum=momentum, ema_overwrite_frequency=frequency)
+    return kwargs
+
+
+@dataclasses.dataclass
+class Run:
+    kwargs: dict
+    params: list  # initial values
+    grads: list  # per step, a list with one gradient (or None) per param
+
+
+@st.composite
+def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
+    """A whole run: constructor arguments, initial params and a gradient sequence."""
+    kwargs = draw(info.hyperparameters)
+    options = to_kwargs(draw(common_options))
+    if "weight_decay" in kwargs:  # AdamW's own decay wins over the common option
+        options.pop("weight_decay", None)
+    kwargs.update(options, learning_rate=draw(learning_rates))
+    shapes = draw(st.lists(st.sampled_from(SHAPES), min_size=1, max_size=3))
+    dtypes = [draw(st.sampled_from(DTYPES)) for _ in shapes]
+    # A gradient of another precision is cast by Keras, except where Keras cannot mix them:
+    # accumulation needs grad dtype == param dtype, global_clipnorm one dtype for all grads.
+    accumulate = bool(kwargs.get("gradient_accumulation_steps"))
+    global_clip = (kwargs.get("global_clipnorm") or 0) > 0
+    if accumulate and global_clip:
+        dtypes = [dtypes[0]] * len(dtypes)
+    if accumulate:
+        grad_dtypes = dtypes
+    elif global_clip:
+        grad_dtypes = [draw(st.sampled_from(DTYPES))] * len(dtypes)
+    else:
+        grad_dtypes = [draw(st.sampled_from(DTYPES)) for _ in dtypes]
+    params = [draw(arrays(d, s, elements=values(d))) for d, s in zip(dtypes, shapes)]
+    steps = draw(st.integers(1, max_steps))
+    grads = []
+    for _ in range(steps):
+        step = [draw(arrays(d, s, elements=values(d, nonfinite))) for d, s in zip(grad_dtypes, shapes)]
+        if missing and len(step) > 1 and draw(st.integers(0, 9)) == 0:
+            step[draw(st.integers(0, len(step) - 1))] = None  # a param without a gradient
+        grads.append(step)
+    return Run(kwargs, params, grads)
