@@ -59,7 +59,6 @@ COMMON_ACCEPTANCES = [
     {"clipvalue": -0.5},
     {"global_clipnorm": 0.0},
     {"gradient_accumulation_steps": 0},  # falsy: disabled
-    {"gradient_accumulation_steps": 2.5},  # a float >= 2
     {"use_ema": True, "ema_overwrite_frequency": 0},  # falsy: never overwrite
     {"use_ema": True, "ema_momentum": 0.0},
     {"use_ema": True, "ema_momentum": 1.0},

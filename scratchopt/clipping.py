@@ -29,7 +29,7 @@ import numbers
 import numpy as np
 
 from .backend import namespace, sqrt
-from .numerics import as_dtype, reduce_sum
+from .numerics import as_dtype, reduce_sum, tf_arithmetic
 
 
 def _positive(name, value):
@@ -39,6 +39,7 @@ def _positive(name, value):
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
+@tf_arithmetic()
 def clip_by_value(grads, clipvalue):
     """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``)."""
     _positive("clipvalue", clipvalue)
@@ -53,7 +54,7 @@ def clip_by_value(grads, clipvalue):
     return out
 
 
-@np.errstate(all="ignore")  # inf and NaN are results here, as in TF, not warnings
+@tf_arithmetic()  # flush-to-zero, and inf/NaN as results, as in TF
 def clip_by_norm(grads, clipnorm):
     """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``)."""
     _positive("clipnorm", clipnorm)
@@ -85,7 +86,7 @@ def global_norm(grads):
     return sqrt(reduce_sum(squared_norms))
 
 
-@np.errstate(all="ignore")
+@tf_arithmetic()
 def clip_by_global_norm(grads, global_clipnorm):
     """All tensors rescaled by one factor so their joint L2 norm is at most ``global_clipnorm``."""
     _positive("global_clipnorm", global_clipnorm)

@@ -11,19 +11,20 @@ automatic, and each lives here so the optimizer files can stay readable
    to ``x``'s dtype, rounding the double once. ``ops.cast(0.9, float64)`` first builds a
    *float32* tensor, so a float64 model sees ``0.8999999761581421``. The learning rate
    always takes the float32 road: Keras keeps it in a float32 variable.
-2. **Scalar powers** (``power``). Adam's ``beta_1 ** t`` runs TF's scalar ``Pow`` kernel,
-   which is the C library's ``powf``/``pow``. NumPy's own ``np.power`` is up to 1 ULP
-   away in float32, so we call libm directly.
-3. **Summation order** (``reduce_sum``). A float sum depends on its order. TensorFlow
-   sums with Eigen's vectorised tree: packets of 8 float32 (4 float64) in four
-   interleaved accumulators, split in halves above 1024 packets. ``np.sum`` uses
-   another order and differs by up to hundreds of ULP; ``reduce_sum`` follows Eigen's.
-4. **Flush to zero** (``flush_denormals``). TF's CPU kernels run with the FTZ and DAZ
+2. **Flush to zero** (``flush_denormals``). TF's CPU kernels run with the FTZ and DAZ
    bits of the x86 MXCSR register set: subnormal inputs read as 0 and subnormal results
    become 0. We set the same bits around an optimizer step (and restore them after), so
    NumPy's own ufuncs flush exactly where TensorFlow's do.
+3. **Scalar powers** (``power``). Adam's ``beta_1 ** t`` runs TF's scalar ``Pow`` kernel,
+   which is the C library's ``powf``/``pow``. NumPy's own ``np.power`` is up to 1 ULP
+   away in float32, so we call libm directly.
+4. **Summation order** (``reduce_sum``). A float sum depends on its order. TensorFlow
+   sums with Eigen's vectorised tree: packets of 8 float32 (4 float64) in four
+   interleaved accumulators, split in halves above 1024 packets. ``np.sum`` uses
+   another order and differs by up to hundreds of ULP; ``reduce_sum`` follows Eigen's.
 
-On CuPy arrays none of this applies: GPU results are compared with a measured bound.
+On CuPy arrays none of this applies (a GPU has its own libm, FMA contraction and
+reduction order): GPU results are compared with the NumPy path under a bound, not bitwise.
 """
 
 import contextlib
@@ -34,6 +35,8 @@ import math
 import platform
 
 import numpy as np
+
+_libm = ctypes.CDLL(ctypes.util.find_library("m"))  # the C library TF's scalar kernels call
 
 # --- 1. Python floats becoming tensors -------------------------------------------------
 
@@ -48,14 +51,64 @@ def through_float32(x, dtype):
     return np.dtype(dtype).type(np.float32(x))
 
 
-# --- 2. Scalar pow through the C library --------------------------------------------------
+# --- 2. Flush-to-zero ---------------------------------------------------------------------
 
-_libm = ctypes.CDLL(ctypes.util.find_library("m"))
+_FTZ_DAZ = 0x8040  # MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
+
+
+class _FEMode(ctypes.Structure):  # glibc's femode_t on x86-64
+    _fields_ = [("control_word", ctypes.c_ushort), ("reserved", ctypes.c_ushort),
+                ("mxcsr", ctypes.c_uint)]
+
+
+#: Whether this machine can flush subnormals like TF (x86-64 with glibc's fegetmode).
+FTZ_SUPPORTED = platform.machine() in ("x86_64", "AMD64") and hasattr(_libm, "fesetmode")
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Run the block with FTZ+DAZ set for this thread, as TF's CPU kernels run.
+
+    >>> import numpy as np
+    >>> with flush_denormals():
+    ...     print(np.float32(1e-30) * np.float32(1e-10))
+    0.0
+
+    Outside the block the thread's floating-point mode is exactly what it was. Where
+    the platform cannot (not x86-64/glibc: see ``FTZ_SUPPORTED``), this does nothing,
+    and results may differ from TF's in the subnormal range only.
+    """
+    if not FTZ_SUPPORTED:
+        yield
+        return
+    saved = _FEMode()
+    _libm.fegetmode(ctypes.byref(saved))
+    flushing = _FEMode(saved.control_word, saved.reserved, saved.mxcsr | _FTZ_DAZ)
+    _libm.fesetmode(ctypes.byref(flushing))
+    try:
+        yield
+    finally:
+        _libm.fesetmode(ctypes.byref(saved))
+
+
+@contextlib.contextmanager
+def tf_arithmetic():
+    """TF's CPU float environment for a block (or, as ``@tf_arithmetic()``, a function).
+
+    Flush-to-zero as above, and inf/NaN treated as results, not NumPy warnings.
+    """
+    with np.errstate(all="ignore"), flush_denormals():
+        yield
+
+
+# --- 3. Scalar pow through the C library --------------------------------------------------
+
 _powf = _libm.powf
 _powf.restype = ctypes.c_float
 _powf.argtypes = [ctypes.c_float, ctypes.c_float]
 
 
+@tf_arithmetic()
 def power(base, exponent):
     """``base ** exponent`` for scalars of one dtype, as TF's scalar ``Pow`` computes it.
 
@@ -66,7 +119,7 @@ def power(base, exponent):
     return np.float64(math.pow(base, exponent))
 
 
-# --- 3. Eigen's summation order -----------------------------------------------------------
+# --- 4. Eigen's summation order -----------------------------------------------------------
 
 _LEAF_PACKETS = 1024  # Eigen's kLeafSize: a range of more packets than this is split in two
 
@@ -123,6 +176,7 @@ def _leaf_sums(rows, packet):
     return tail + _hsum(acc)
 
 
+@tf_arithmetic()
 def reduce_sum(x):
     """Sum of all elements in the order ``tf.reduce_sum`` uses on the CPU (a 0-d scalar).
 
@@ -150,46 +204,6 @@ def reduce_sum(x):
         return (dtype.type(0) + combine(node[0])) + combine(node[1])  # accum = 0; += left; += right
 
     return combine(tree)
-
-
-# --- 4. Flush-to-zero ---------------------------------------------------------------------
-
-_FTZ_DAZ = 0x8040  # MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
-
-
-class _FEMode(ctypes.Structure):  # glibc's femode_t on x86-64
-    _fields_ = [("control_word", ctypes.c_ushort), ("reserved", ctypes.c_ushort),
-                ("mxcsr", ctypes.c_uint)]
-
-
-#: Whether this machine can flush subnormals like TF (x86-64 with glibc's fegetmode).
-FTZ_SUPPORTED = platform.machine() in ("x86_64", "AMD64") and hasattr(_libm, "fesetmode")
-
-
-@contextlib.contextmanager
-def flush_denormals():
-    """Run the block with FTZ+DAZ set for this thread, as TF's CPU kernels run.
-
-    >>> import numpy as np
-    >>> with flush_denormals():
-    ...     print(np.float32(1e-30) * np.float32(1e-10))
-    0.0
-
-    Outside the block the thread's floating-point mode is exactly what it was. Where
-    the platform cannot (not x86-64/glibc: see ``FTZ_SUPPORTED``), this does nothing,
-    and results may differ from TF's in the subnormal range only.
-    """
-    if not FTZ_SUPPORTED:
-        yield
-        return
-    saved = _FEMode()
-    _libm.fegetmode(ctypes.byref(saved))
-    flushing = _FEMode(saved.control_word, saved.reserved, saved.mxcsr | _FTZ_DAZ)
-    _libm.fesetmode(ctypes.byref(flushing))
-    try:
-        yield
-    finally:
-        _libm.fesetmode(ctypes.byref(saved))
 
 
 # --- Units in the last place, to report how far two results are -----------------------

@@ -26,7 +26,6 @@ Keras conventions that decide the bits, kept here:
   is ``calls // s``, while schedules still see the raw call count.
 """
 
-import contextlib
 import inspect
 import numbers
 import re
@@ -36,7 +35,7 @@ import numpy as np
 
 from .. import clipping
 from ..backend import namespace
-from ..numerics import as_dtype, flush_denormals, through_float32
+from ..numerics import as_dtype, tf_arithmetic, through_float32
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {
@@ -297,7 +296,7 @@ class Optimizer:
         if not grads:
             return  # Keras: an empty list is a no-op (the step count does not move)
         params = self._params_for(grads, params)
-        pairs = [(g, p) for g, p in zip(grads, params) if g is not None]
+        pairs = [(i, g, p) for i, (g, p) in enumerate(zip(grads, params)) if g is not None]
         if not pairs:
             raise ValueError("No gradients provided for any variable.")
         if len(pairs) < len(grads):
@@ -305,10 +304,9 @@ class Optimizer:
         self._check_pairs(pairs)
         if not self.built:
             self.build(params)
-        grads = [g for g, _ in pairs]
-        indices = [self._index[id(p)] for _, p in pairs]
-        numpy_arrays = namespace(*grads) is np
-        with np.errstate(all="ignore"), (flush_denormals() if numpy_arrays else contextlib.nullcontext()):
+        grads = [g for _, g, _ in pairs]
+        indices = [self._index[id(p)] for _, _, p in pairs]
+        with tf_arithmetic():  # flush-to-zero as TF's CPU kernels; inf/NaN without warnings
             self._step(grads, indices)
         self._iterations += 1
 
@@ -329,7 +327,11 @@ class Optimizer:
         return params
 
     def _check_pairs(self, pairs):
-        for i, (g, p) in enumerate(pairs):
+        s = self.gradient_accumulation_steps
+        if s and not isinstance(s, numbers.Integral):
+            raise TypeError(f"gradient_accumulation_steps={s!r} is not an integer: Keras accepts it "
+                            "at construction and fails at the first step, and so does scratchopt")
+        for i, g, p in pairs:
             _check_param(p, f"params[{i}]")
             try:
                 namespace(p, g)
@@ -342,9 +344,10 @@ class Optimizer:
             if self.gradient_accumulation_steps and g.dtype != p.dtype:
                 raise TypeError(f"grads[{i}] is {g.dtype} for a {p.dtype} param: with gradient "
                                 "accumulation the dtypes must match (Keras fails here too)")
-        if self.global_clipnorm and self.global_clipnorm > 0 and len({g.dtype for g, _ in pairs}) > 1:
-            raise TypeError("global_clipnorm needs gradients of one dtype, got "
-                            f"{sorted({str(g.dtype) for g, _ in pairs})} (Keras fails here too)")
+        dtypes = {str(g.dtype) for _, g, _ in pairs}
+        if self.global_clipnorm and self.global_clipnorm > 0 and len(dtypes) > 1:
+            raise TypeError(f"global_clipnorm needs gradients of one dtype, got {sorted(dtypes)} "
+                            "(Keras fails here too)")
 
     def _step(self, grads, indices):
         if self.loss_scale_factor is not None:
