@@ -19,9 +19,10 @@ def update(g, var, m, v, v_hat, *, alpha, one_minus_beta_1, one_minus_beta_2, ep
     What the difference does: the bias corrections are folded into the step size
     (the paper's own "epsilon hat" form, end of its section 2), so ``epsilon`` is added
     to the *uncorrected* ``sqrt(v)``. That equals a textbook epsilon of
-    ``epsilon * sqrt(1 - beta_2**t)``: at t = 1 with beta_2 = 0.999 it is 32x smaller
-    than written, so steps on parameters whose gradients are near 0 are larger early in
-    training. ``m + (g - m) * (1 - beta_1)`` is the same average as
+    ``epsilon / sqrt(1 - beta_2**t)``: at t = 1 with beta_2 = 0.999 it is 32x larger
+    than written, so early steps on parameters whose gradients are near 0 are smaller;
+    the factor fades towards 1 over the first few thousand steps.
+    ``m + (g - m) * (1 - beta_1)`` is the same average as
     ``beta_1 * m + (1 - beta_1) * g`` but rounds differently. AMSGrad's maximum is taken
     over the uncorrected ``v``. ``beta_1 = 1.0`` is accepted (as by Keras) and makes
     ``alpha`` infinite: the weights become NaN.

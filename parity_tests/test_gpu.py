@@ -1,0 +1,55 @@
+"""The CuPy path: the same array code on the GPU, compared with the NumPy path.
+
+These run only where CuPy sees a CUDA device (marker ``gpu``); elsewhere they are skipped
+with that reason. The GPU is not bit-exact against the CPU: its compiler contracts
+``a * b + c`` into fused multiply-adds and its sums run in another order. The bound below
+is derived per step from that, and must be confirmed by measurement on a device: see
+``benchmarks/README.md`` for where measured GPU results are kept.
+"""
+
+import numpy as np
+import pytest
+
+from optimizer_info import INFOS
+from scratchopt.backend import namespace, to_numpy
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def cp():
+    import cupy
+
+    return cupy
+
+
+@pytest.mark.parametrize("info", INFOS, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cupy_steps_stay_on_the_gpu_and_track_numpy(cp, info, dtype):
+    rng = np.random.default_rng(0)
+    shapes = [(), (7,), (64, 33)]
+    cpu = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    gpu = [cp.asarray(p) for p in cpu]
+    ours_cpu, ours_gpu = info.cls(learning_rate=0.01, clipnorm=1.0), info.cls(learning_rate=0.01, clipnorm=1.0)
+    eps = np.finfo(dtype).eps
+    for step in range(1, 21):
+        grads = [rng.standard_normal(s).astype(dtype) for s in shapes]
+        ours_cpu.apply(grads, cpu)
+        ours_gpu.apply([cp.asarray(g) for g in grads], gpu)
+        assert all(namespace(p) is cp for p in gpu)
+        for a, b in zip(cpu, gpu):
+            # Each step moves a weight by at most ~lr (Adam, RMSprop) or lr*|g| (SGD), and
+            # FMA/sum-order rounding perturbs each step by a few eps of its size.
+            bound = 16 * eps * step * (np.abs(a) + 0.01 * 10)
+            assert np.all(np.abs(to_numpy(b) - a) <= bound), info.name
+
+
+def test_mixing_real_cupy_and_numpy_fails_before_any_change(cp):
+    from scratchopt.optimizers import Adam
+
+    params = [cp.ones(3, cp.float32)]
+    opt = Adam()
+    with pytest.raises(TypeError, match="cannot mix NumPy and CuPy"):
+        opt.apply([np.ones(3, np.float32)], params)
+    assert not opt.built and bool((params[0] == 1).all())
+    assert isinstance(to_numpy(params[0]), np.ndarray)
