@@ -10,6 +10,7 @@ from optimizer_info import floats
 
 SHAPES = [(), (1,), (3,), (2, 3), (4, 1, 2), (9,), (33,)]
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
+F16 = np.dtype(np.float16)
 
 
 class LookupSchedule:
@@ -27,9 +28,9 @@ class LookupSchedule:
 
 def values(dtype, nonfinite=False):
     """Array elements over many magnitudes: ordinary, tiny (products go subnormal), 0, -0."""
-    width = 32 if dtype == np.float32 else 64
+    width = {2: 16, 4: 32, 8: 64}[np.dtype(dtype).itemsize]
     # tiny * tiny is subnormal: exercises flush-to-zero
-    tiny = float(np.float32(1e-19)) if width == 32 else 1e-155
+    tiny = {16: 2.0**-10, 32: float(np.float32(1e-19)), 64: 1e-155}[width]
     parts = [st.floats(-100, 100, width=width), st.floats(-tiny, tiny, width=width)]
     if nonfinite:
         parts.append(st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -87,12 +88,14 @@ def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
     global_clip = (kwargs.get("global_clipnorm") or 0) > 0
     if accumulate and global_clip:
         dtypes = [dtypes[0]] * len(dtypes)
+    # float16 gradients too, except under norm clipping (scratchopt refuses those: see clipping.py)
+    grad_choices = DTYPES if global_clip or (kwargs.get("clipnorm") or 0) > 0 else DTYPES + [F16]
     if accumulate:
         grad_dtypes = dtypes
     elif global_clip:
-        grad_dtypes = [draw(st.sampled_from(DTYPES))] * len(dtypes)
+        grad_dtypes = [draw(st.sampled_from(grad_choices))] * len(dtypes)
     else:
-        grad_dtypes = [draw(st.sampled_from(DTYPES)) for _ in dtypes]
+        grad_dtypes = [draw(st.sampled_from(grad_choices)) for _ in dtypes]
     params = [draw(arrays(d, s, elements=values(d))) for d, s in zip(dtypes, shapes)]
     steps = draw(st.integers(1, max_steps))
     grads = []

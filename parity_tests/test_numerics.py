@@ -126,3 +126,16 @@ def test_clipping_arguments_are_checked(fn):
     with pytest.raises(TypeError, match=name):
         fn([np.ones(2)], "1")
     assert fn([None, np.ones(2)], 1.0)[0] is None
+
+
+@pytest.mark.parametrize("fn", [clipping.clip_by_norm, clipping.clip_by_global_norm])
+def test_norm_clipping_refuses_float16_and_the_optimizer_step_changes_nothing(fn):
+    from scratchopt.optimizers import SGD
+
+    with pytest.raises(TypeError, match="float16"):
+        fn([np.ones(2, np.float16)], 1.0)
+    params = [np.ones(2, np.float32)]
+    opt = SGD(clipnorm=1.0) if fn is clipping.clip_by_norm else SGD(global_clipnorm=1.0)
+    with pytest.raises(TypeError, match="grads\\[0\\] is float16"):
+        opt.apply([np.ones(2, np.float16)], params)
+    assert opt.iterations == 0 and (params[0] == 1).all()

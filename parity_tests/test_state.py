@@ -210,3 +210,20 @@ def test_apply_gradients_and_apply_without_params_are_the_same_step(info):
         one.apply([None, None], a)
     with pytest.raises(ValueError, match="build"):
         info.cls().apply(grads)
+
+
+@pytest.mark.parametrize("info", INFOS, ids=str)
+def test_a_learning_rate_callable_without_arguments_is_called_bare_as_in_keras(tf, info):
+    from scratchopt.keras_reference import KerasRun
+
+    current = {"rate": 0.1}  # a bare callable reads state the training loop sets
+    ours = info.cls(learning_rate=lambda: current["rate"])
+    params = [np.linspace(-1, 1, 5).astype(np.float32)]
+    reference = KerasRun(ours, params)
+    for rate in (0.1, 0.05, 0.025):
+        current["rate"] = rate
+        grads = [np.linspace(2, -1, 5).astype(np.float32)]
+        ours.apply(grads, params)
+        reference.apply(grads)
+        assert ours.learning_rate == float(np.float32(rate))
+    assert same_bits(params[0], reference.params()[0])

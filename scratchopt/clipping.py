@@ -39,6 +39,14 @@ def _positive(name, value):
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
+def _no_half(grads, name):
+    for i, g in enumerate(grads):
+        if g is not None and g.dtype == np.float16:
+            raise TypeError(
+                f"grads[{i}] is float16: {name} sums squares, and TF sums half precision in an "
+                "order scratchopt does not reproduce bit for bit; cast the gradient to float32")
+
+
 @tf_arithmetic()
 def clip_by_value(grads, clipvalue):
     """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``)."""
@@ -58,6 +66,7 @@ def clip_by_value(grads, clipvalue):
 def clip_by_norm(grads, clipnorm):
     """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``)."""
     _positive("clipnorm", clipnorm)
+    _no_half(grads, "clipnorm")
     out = []
     for g in grads:
         if g is None:
@@ -74,6 +83,7 @@ def clip_by_norm(grads, clipnorm):
 def global_norm(grads):
     """``sqrt`` of the sum over tensors of each tensor's sum of squares (Keras's order)."""
     grads = [g for g in grads if g is not None]
+    _no_half(grads, "global_clipnorm")
     dtypes = {g.dtype for g in grads}
     if len(dtypes) > 1:
         # Keras multiplies each gradient by a scale of the promoted dtype, which TF refuses.

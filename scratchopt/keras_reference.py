@@ -57,8 +57,8 @@ def keras_optimizer(ours, names=None):
     import keras
 
     config = ours.get_config()
-    if callable(config["learning_rate"]):
-        config["learning_rate"] = keras_schedule(config["learning_rate"])
+    if callable(config["learning_rate"]) and ours._schedule_takes_step:
+        config["learning_rate"] = keras_schedule(config["learning_rate"])  # else Keras calls it bare
     return getattr(keras.optimizers, type(ours).__name__)(**config)
 
 

@@ -126,7 +126,7 @@ class Optimizer:
     def _validate_common(self):
         """Keras's checks, including what it lets through (KERAS_SEMANTICS §1)."""
         s = self.gradient_accumulation_steps
-        if s and _is_real(s) and not s >= 2:  # 0 and None disable it; 2.5 is accepted
+        if s and isinstance(s, numbers.Real) and not s >= 2:  # 0/None disable it; 2.5 passes here
             raise ValueError(f"`gradient_accumulation_steps` must be an integer >= 2. "
                              f"Received: gradient_accumulation_steps={s!r}")
         if self.use_ema:
@@ -151,7 +151,7 @@ class Optimizer:
         if callable(learning_rate):
             self._schedule = learning_rate
             # Keras calls a plain callable with no argument; a schedule gets the step.
-            self._schedule_takes_step = bool(_required_positional(learning_rate))
+            self._schedule_takes_step = _takes_step(learning_rate)
             self._lr = None
             return
         if constructing and not isinstance(learning_rate, float):
@@ -408,8 +408,12 @@ class Optimizer:
         if f and (self.iterations + 1) % f == 0:
             self.finalize_variable_values()
 
-    def finalize_variable_values(self, params=None):
-        """With ``use_ema``, overwrite the params with their moving averages (Keras's name)."""
+    def finalize_variable_values(self, var_list=None):
+        """With ``use_ema``, overwrite the params with their moving averages.
+
+        Keras's name; ``var_list`` is accepted for its signature, the params are those the
+        optimizer was built with (as in Keras, where they must be the same list).
+        """
         if self.use_ema and self.built:
             for w, avg in zip(self._params, self._averages):
                 w[...] = avg
@@ -419,7 +423,7 @@ class Optimizer:
     def get_config(self):
         """Every constructor argument; ``type(opt).from_config(config)`` rebuilds the optimizer."""
         lr = self._schedule if self._schedule is not None else float(self._lr)
-        return {"learning_rate": lr, **self._config}
+        return {"learning_rate": lr, **{key: getattr(self, key) for key in self._config}}
 
     @classmethod
     def from_config(cls, config):
@@ -442,10 +446,11 @@ def _check_param(p, where):
     del xp
 
 
-def _required_positional(fn):
+def _takes_step(fn):
+    """Whether a learning-rate callable takes the step (else Keras calls it with nothing)."""
     try:
         parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 1
-    return [p for p in parameters if p.default is p.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # no signature to read (some builtins): pass the step
+        return True
+    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+               or p.kind is p.VAR_POSITIONAL for p in parameters)
