@@ -16,8 +16,9 @@ import numpy
 #: A square root that works on NumPy arrays, CuPy arrays (CuPy answers NumPy's ufuncs
 #: through ``__array_ufunc__``) and scalars alike. The update rules call it as ``sqrt``.
 sqrt = numpy.sqrt
-#: Elementwise maximum, NaN-propagating like TensorFlow's ``Maximum``; same dispatch as ``sqrt``.
+#: Elementwise maximum and minimum, NaN-propagating like TensorFlow's; dispatched like ``sqrt``.
 maximum = numpy.maximum
+minimum = numpy.minimum
 
 
 def _is_cupy(x):

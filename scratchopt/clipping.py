@@ -28,7 +28,7 @@ import numbers
 
 import numpy as np
 
-from .backend import namespace, sqrt
+from .backend import maximum, minimum, namespace, sqrt
 from .numerics import as_dtype, reduce_sum, tf_arithmetic
 
 
@@ -47,37 +47,31 @@ def _no_half(grads, name):
                 "order scratchopt does not reproduce bit for bit; cast the gradient to float32")
 
 
-@tf_arithmetic()
+@tf_arithmetic()  # flush-to-zero, and inf/NaN as results, as in TF
 def clip_by_value(grads, clipvalue):
     """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``)."""
     _positive("clipvalue", clipvalue)
-    out = []
-    for g in grads:
-        if g is None:
-            out.append(None)
-            continue
-        xp = namespace(g)
+
+    def clip(g):
         v = as_dtype(clipvalue, g.dtype)
-        out.append(xp.maximum(xp.minimum(g, v), -v))
-    return out
+        return maximum(minimum(g, v), -v)
+
+    return [None if g is None else clip(g) for g in grads]
 
 
-@tf_arithmetic()  # flush-to-zero, and inf/NaN as results, as in TF
+@tf_arithmetic()
 def clip_by_norm(grads, clipnorm):
     """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``)."""
     _positive("clipnorm", clipnorm)
     _no_half(grads, "clipnorm")
-    out = []
-    for g in grads:
-        if g is None:
-            out.append(None)
-            continue
-        xp = namespace(g)
+
+    def clip(g):
         c = as_dtype(clipnorm, g.dtype)
         l2sum = reduce_sum(g * g)
         l2norm = sqrt(l2sum) if l2sum > 0 else l2sum  # TF's "two-tap where": NaN stays NaN
-        out.append((g * c) / xp.maximum(l2norm, c))
-    return out
+        return (g * c) / maximum(l2norm, c)
+
+    return [None if g is None else clip(g) for g in grads]
 
 
 def global_norm(grads):
@@ -103,7 +97,7 @@ def clip_by_global_norm(grads, global_clipnorm):
     grads = list(grads)
     norm = global_norm(grads)
     dtype = norm.dtype
-    scale = as_dtype(global_clipnorm, dtype) * np.minimum(
+    scale = as_dtype(global_clipnorm, dtype) * minimum(
         as_dtype(1.0, dtype) / norm, as_dtype(1.0 / global_clipnorm, dtype)
     )
     scale = scale + (norm - norm)
