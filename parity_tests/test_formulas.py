@@ -1,7 +1,7 @@
 """Each rule computes its docstring's textbook box, up to the convention the box names.
 
-The boxes are rendered here in plain float64 NumPy, as written in the papers (and
-PyTorch). With a constant learning rate and ``epsilon = 0`` the Keras forms are the same
+The boxes' left columns are ``scratchopt.textbook``, run in float64, as written in the
+papers (and PyTorch). With a constant learning rate and ``epsilon = 0`` the Keras forms are the same
 mathematics, so the two agree to rounding; with epsilon they differ exactly as the
 docstrings say (Adam's epsilon-hat, RMSprop's epsilon inside the root).
 """
@@ -9,6 +9,7 @@ docstrings say (Adam's epsilon-hat, RMSprop's epsilon inside the root).
 import numpy as np
 import pytest
 
+from scratchopt import textbook
 from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop
 
 # Hyper-parameters exact in float32, so Keras's float32 hops (the learning rate, SGD's
@@ -18,52 +19,26 @@ STEPS, LR, MU, B1, B2, RHO, WD = 50, 2.0**-7, 0.875, 0.875, 1 - 2.0**-9, 0.875, 
 # times the summed step sizes. 1e-13 leaves room for other data without hiding a formula
 # error: the epsilon-hat difference below is 0.84 on the same scale.
 RELATIVE = 1e-13
-
-
-def sgd_box(g, w, b, mu, nesterov):
-    b = mu * b + g
-    return (w - LR * (g + mu * b) if nesterov else w - LR * b), b
-
-
-def adam_box(g, w, m, v, vmax, t, b1, b2, eps, amsgrad, decay=0.0):
-    w = w - LR * decay * w  # AdamW (PyTorch's form); 0 for Adam
-    m = b1 * m + (1 - b1) * g
-    v = b2 * v + (1 - b2) * g**2
-    m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
-    if amsgrad:
-        vmax = np.maximum(vmax, v)
-        v_hat = vmax / (1 - b2**t)
-    return w - LR * m_hat / (np.sqrt(v_hat) + eps), m, v, vmax
-
-
-def rmsprop_box(g, w, v, avg, buf, rho, mu, eps, centered):
-    v = rho * v + (1 - rho) * g**2
-    if centered:
-        avg = rho * avg + (1 - rho) * g
-        d = np.sqrt(v - avg**2) + eps
-    else:
-        d = np.sqrt(v) + eps
-    if mu > 0:
-        buf = mu * buf + g / d
-        return w - LR * buf, v, avg, buf
-    return w - LR * g / d, v, avg, buf
+ADAM = {"lr": LR, "beta_1": B1, "beta_2": B2, "epsilon": 0.0}
 
 
 CASES = {
-    "SGD": (SGD(LR), lambda g, w, b, t: sgd_box(g, w, b, 0.0, False)),
-    "SGD momentum": (SGD(LR, momentum=MU), lambda g, w, b, t: sgd_box(g, w, b, MU, False)),
-    "SGD Nesterov": (SGD(LR, momentum=MU, nesterov=True), lambda g, w, b, t: sgd_box(g, w, b, MU, True)),
+    "SGD": (SGD(LR), lambda g, w, b, t: textbook.sgd(g, w, b, lr=LR)),
+    "SGD momentum": (SGD(LR, momentum=MU), lambda g, w, b, t: textbook.sgd(g, w, b, lr=LR, momentum=MU)),
+    "SGD Nesterov": (SGD(LR, momentum=MU, nesterov=True),
+                     lambda g, w, b, t: textbook.sgd(g, w, b, lr=LR, momentum=MU, nesterov=True)),
     "Adam": (Adam(LR, B1, B2, epsilon=0.0),
-             lambda g, w, m, v, vm, t: adam_box(g, w, m, v, vm, t, B1, B2, 0.0, False)),
+             lambda g, w, m, v, vm, t: textbook.adam(g, w, m, v, vm, t=t, **ADAM)),
     "AMSGrad": (Adam(LR, B1, B2, epsilon=0.0, amsgrad=True),
-                lambda g, w, m, v, vm, t: adam_box(g, w, m, v, vm, t, B1, B2, 0.0, True)),
+                lambda g, w, m, v, vm, t: textbook.adam(g, w, m, v, vm, t=t, amsgrad=True, **ADAM)),
     "AdamW": (AdamW(LR, WD, B1, B2, epsilon=0.0),
-              lambda g, w, m, v, vm, t: adam_box(g, w, m, v, vm, t, B1, B2, 0.0, False, decay=WD)),
+              lambda g, w, m, v, vm, t: textbook.adam(g, w, m, v, vm, t=t, weight_decay=WD, **ADAM)),
     "RMSprop": (RMSprop(LR, RHO, epsilon=0.0),
-                lambda g, w, v, a, b, t: rmsprop_box(g, w, v, a, b, RHO, 0.0, 0.0, False)),
+                lambda g, w, v, a, b, t: textbook.rmsprop(g, w, v, a, b, lr=LR, rho=RHO, epsilon=0.0)),
     "RMSprop centered momentum": (
         RMSprop(LR, RHO, momentum=MU, centered=True, epsilon=0.0),
-        lambda g, w, v, a, b, t: rmsprop_box(g, w, v, a, b, RHO, MU, 0.0, True)),
+        lambda g, w, v, a, b, t: textbook.rmsprop(g, w, v, a, b, lr=LR, rho=RHO, momentum=MU,
+                                                  epsilon=0.0, centered=True)),
 }
 
 
@@ -94,7 +69,8 @@ def test_keras_epsilon_is_the_textbook_epsilon_hat():
     moved = np.zeros(1000)
     for t in range(1, STEPS + 1):
         g = rng.standard_normal(1000) * 1e-3  # small gradients: epsilon matters
-        new, m, v, _ = adam_box(g, w, m, v, None, t, B1, B2, 1e-3 / np.sqrt(1 - B2**t), False)
+        new, m, v, _ = textbook.adam(g, w, m, v, None, t=t, lr=LR, beta_1=B1, beta_2=B2,
+                                     epsilon=1e-3 / np.sqrt(1 - B2**t))
         moved += np.abs(new - w)
         w = new
         opt.apply([g], ours)
@@ -103,6 +79,6 @@ def test_keras_epsilon_is_the_textbook_epsilon_hat():
     w2, opt2 = rng.standard_normal(10), Adam(LR, B1, B2, epsilon=1e-3)
     ours2, m, v = [w2.copy()], np.zeros(10), np.zeros(10)
     g = np.full(10, 1e-3)
-    box, m, v, _ = adam_box(g, w2, m, v, None, 1, B1, B2, 1e-3, False)
+    box, m, v, _ = textbook.adam(g, w2, m, v, None, t=1, lr=LR, beta_1=B1, beta_2=B2, epsilon=1e-3)
     opt2.apply([g], ours2)
     assert np.max(np.abs(ours2[0] - box)) > 1e-4 * LR

@@ -227,3 +227,24 @@ def test_a_learning_rate_callable_without_arguments_is_called_bare_as_in_keras(t
         reference.apply(grads)
         assert ours.learning_rate == float(np.float32(rate))
     assert same_bits(params[0], reference.params()[0])
+
+
+@pytest.mark.parametrize("info", INFOS, ids=str)
+@settings(max_examples=scaled(20))
+@given(data=st.data())
+def test_blocks_and_memory_layouts_give_the_same_bits(info, data):
+    """The NumPy path's blocks (here 2 elements) and non-contiguous params change no bit."""
+    from scratchopt.optimizers import base
+
+    run = data.draw(runs(info, max_steps=4))
+    results = []
+    for block_bytes, layout in [(1 << 62, "C"), (16, "C"), (16, "F")]:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(base, "BLOCK_BYTES", block_bytes)
+            opt = info.cls(**run.kwargs)
+            params = [np.array(p, order=layout) for p in run.params]
+            for grads in run.grads:
+                opt.apply([None if g is None else np.array(g, order=layout) for g in grads], params)
+        results.append(params)
+    for params in results[1:]:
+        assert all(same_bits(a, b) for a, b in zip(results[0], params))

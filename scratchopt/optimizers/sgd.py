@@ -23,6 +23,9 @@ def update(g, var, m, *, lr, momentum, nesterov):
     rounding. Under a schedule they part: Keras keeps applying past steps at the rates
     they were taken with, PyTorch rescales the whole history to the current rate.
     ``mu`` reaches float64 parameters through float32 (Keras casts it: 0.9 -> 0.8999999762).
+    Measured (``python docs/textbook_gap.py``: float64, lr 0.01, 200 steps): 1.2e-6 apart
+    at a constant rate (Keras's float32 rate and momentum), 0.46 when the rate halves
+    every 50 steps.
     """
     if m is None:  # momentum == 0: no velocity slot
         return var - g * lr, m
