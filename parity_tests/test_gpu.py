@@ -3,8 +3,9 @@
 These run only where CuPy sees a CUDA device (marker ``gpu``); elsewhere they are skipped
 with that reason. The GPU is not bit-exact against the CPU: its compiler contracts
 ``a * b + c`` into fused multiply-adds and its sums run in another order. The bound below
-is derived per step from that, and must be confirmed by measurement on a device: see
-``benchmarks/README.md`` for where measured GPU results are kept.
+is *derived*, not measured: no GPU was available when it was written (a few eps of each
+step's size per step). The first run on a device must measure the real differences,
+record them (``benchmarks/README.md`` says where) and set the bound from them.
 """
 
 import numpy as np

@@ -109,3 +109,17 @@ def test_fractional_accumulation_steps_construct_but_cannot_step(tf):
         ours.apply([np.ones(3, np.float32)], params)
     assert ours.iterations == 0 and not ours.built and (params[0] == 1).all()
     assert keras.optimizers.Adam(gradient_accumulation_steps=2.5).gradient_accumulation_steps == 2.5
+
+
+@pytest.mark.parametrize("info", INFOS, ids=str)
+def test_signature_is_keras_signature(tf, info):
+    """Same argument names, order and defaults as the Keras constructor (the API contract)."""
+    import inspect
+
+    import keras
+
+    def arguments(cls):
+        return [(p.name, p.default) for p in inspect.signature(cls.__init__).parameters.values()
+                if p.name not in ("self", "kwargs", "name")]
+
+    assert arguments(info.cls) == arguments(getattr(keras.optimizers, info.name))
