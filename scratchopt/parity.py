@@ -70,16 +70,17 @@ def describe(name, kwargs):
 
 def state_pairs(ours, reference):
     """(label, scratchopt array, Keras array) for every parameter and every piece of state."""
-    pairs = [(f"param {i}", p, q) for i, (p, q) in enumerate(zip(ours._params, reference.params()))]
-    for i, (mine, theirs) in enumerate(zip(ours._slots, reference.slots())):
+    pairs = [(f"param {i}", p, q) for i, (p, q) in enumerate(zip(ours._params, reference.params(), strict=True))]
+    for i, (mine, theirs) in enumerate(zip(ours._slots, reference.slots(), strict=True)):
         if set(mine) != set(theirs):
             raise AssertionError(f"param {i}: slots {sorted(mine)} vs Keras's {sorted(theirs)}")
         pairs += [(f"param {i} slot {k}", mine[k], theirs[k]) for k in mine]
     if ours.use_ema:
-        pairs += [(f"ema {i}", a, b) for i, (a, b) in enumerate(zip(ours._averages, reference.averages()))]
+        pairs += [(f"ema {i}", a, b)
+                  for i, (a, b) in enumerate(zip(ours._averages, reference.averages(), strict=True))]
     if ours.gradient_accumulation_steps:
         pairs += [(f"accumulator {i}", a, b)
-                  for i, (a, b) in enumerate(zip(ours._accumulators, reference.accumulators()))]
+                  for i, (a, b) in enumerate(zip(ours._accumulators, reference.accumulators(), strict=True))]
     return pairs
 
 

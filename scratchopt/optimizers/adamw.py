@@ -4,7 +4,7 @@ from .adam import Adam
 
 
 class AdamW(Adam):
-    """``AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-07, amsgrad=False, ...)``.
+    """``AdamW(learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, ...)``.
 
     The rule is Adam's; the decay is the shared weight-decay step every optimizer has,
     run on the weights just before the Adam update::
