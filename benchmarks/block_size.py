@@ -9,12 +9,11 @@ full-size temporaries (fresh pages for large arrays); blocks keep them in cache.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
 from scratchopt.optimizers import SGD, Adam, RMSprop, base
+from timing import median_ms
 
 
 def median_step_ms(make, size, repeats):
@@ -22,13 +21,8 @@ def median_step_ms(make, size, repeats):
     params = [rng.standard_normal(size).astype(np.float32)]
     grads = [rng.standard_normal(size).astype(np.float32)]
     opt = make()
-    opt.apply(grads, params)  # warm-up: builds the slots
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        opt.apply(grads, params)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    opt.apply(grads, params)  # builds the slots
+    return median_ms(lambda: opt.apply(grads, params), repeats)
 
 
 def main():

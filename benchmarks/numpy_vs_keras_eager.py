@@ -10,20 +10,10 @@ only: the full benchmark suite (floors, peers, GPU) is a separate piece of work.
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
 
-
-def median_ms(step, repeats):
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+from timing import median_ms
 
 
 def main():

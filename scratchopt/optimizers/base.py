@@ -220,6 +220,7 @@ class Optimizer:
             return [namespace(p).zeros_like(p) for p in params]
 
         used = self.slots()
+        self._slot_names = list(used)  # update's slot order, unused ones included (passed as None)
         self._slots = [{k: namespace(p).zeros_like(p) for k, on in used.items() if on} for p in params]
         self._averages = zeros() if self.use_ema else None
         self._accumulators = zeros() if self.gradient_accumulation_steps else None
@@ -381,13 +382,12 @@ class Optimizer:
                     w = self._params[i]
                     w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr32)
         scalars = {}
-        names = list(self.slots())
         for g, i in zip(grads, indices):
             var = self._params[i]
             dtype = var.dtype
             if dtype not in scalars:
                 scalars[dtype] = self.scalars(dtype.type(lr32), self.iterations, dtype)
-            slots = [self._slots[i].get(k) for k in names]
+            slots = [self._slots[i].get(k) for k in self._slot_names]
             self._run_rule(g.astype(dtype, copy=False), var, slots, scalars[dtype])
 
     def _run_rule(self, g, var, slots, scalars):
