@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from . import schedules
+
 _tf = None
 
 #: scratchopt slot name -> the Keras optimizer attribute holding that slot per variable.
@@ -51,13 +53,25 @@ def keras_schedule(fn):
     return PythonSchedule()
 
 
+def keras_schedule_like(ours):
+    """The Keras schedule a scratchopt schedule reproduces (``CosineDecay`` for the warmup one)."""
+    tensorflow()
+    import keras
+
+    if isinstance(ours, schedules.WarmupCosineDecay):
+        return keras.optimizers.schedules.CosineDecay(**ours.as_cosine_decay_config())
+    return getattr(keras.optimizers.schedules, type(ours).__name__)(**ours.get_config())
+
+
 def keras_optimizer(ours, names=None):
     """A fresh Keras optimizer configured like the scratchopt optimizer ``ours``."""
     tensorflow()
     import keras
 
     config = ours.get_config()
-    if callable(config["learning_rate"]) and ours._schedule_takes_step:
+    if isinstance(config["learning_rate"], schedules.LearningRateSchedule):
+        config["learning_rate"] = keras_schedule_like(config["learning_rate"])
+    elif callable(config["learning_rate"]) and ours._schedule_takes_step:
         config["learning_rate"] = keras_schedule(config["learning_rate"])  # else Keras calls it bare
     return getattr(keras.optimizers, type(ours).__name__)(**config)
 

@@ -15,9 +15,10 @@ automatic, and each lives here so the optimizer files can stay readable
    bits of the x86 MXCSR register set: subnormal inputs read as 0 and subnormal results
    become 0. We set the same bits around an optimizer step (and restore them after), so
    NumPy's own ufuncs flush exactly where TensorFlow's do.
-3. **Scalar powers** (``power``). Adam's ``beta_1 ** t`` runs TF's scalar ``Pow`` kernel,
-   which is the C library's ``powf``/``pow``. NumPy's own ``np.power`` is up to 1 ULP
-   away in float32, so we call libm directly.
+3. **Scalar powers, cosines and logs** (``power``, ``cos``, ``log``). Adam's ``beta_1 ** t``
+   and every schedule's ``pow``/``cos``/``log`` run TF's scalar kernels, which are the C
+   library's ``powf``/``cosf``/``logf`` (``pow``/``cos``/``log`` in float64). NumPy's own
+   float32 ``np.power``/``np.cos``/``np.log`` are up to 1 ULP away, so we call libm.
 4. **Summation order** (``reduce_sum``). A float sum depends on its order. TensorFlow
    sums with Eigen's vectorised tree: packets of 8 float32 (4 float64) in four
    interleaved accumulators, split in halves above 1024 packets. ``np.sum`` uses
@@ -31,7 +32,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
-import math
 import platform
 
 import numpy as np
@@ -49,6 +49,18 @@ def as_dtype(x, dtype):
 def through_float32(x, dtype):
     """``x`` rounded to float32, then widened to ``dtype``: what ``ops.cast(x, dtype)`` does."""
     return np.dtype(dtype).type(np.float32(x))
+
+
+def keras_cast(x, dtype):
+    """``ops.cast(x, dtype)`` for a Python number, NumPy scalar or NumPy array.
+
+    ``tf.cast`` first makes a tensor of ``x``: a Python float becomes float32 (so it is
+    rounded through float32), a Python int an integer tensor, a NumPy value keeps its own
+    dtype. Then it converts that tensor to ``dtype``.
+    """
+    if type(x) is float:
+        x = np.float32(x)
+    return np.asarray(x).astype(dtype)
 
 
 # --- 2. Flush-to-zero ---------------------------------------------------------------------
@@ -101,22 +113,57 @@ def tf_arithmetic():
         yield
 
 
-# --- 3. Scalar pow through the C library --------------------------------------------------
+# --- 3. pow, cos and log through the C library ------------------------------------------
 
-_powf = _libm.powf
-_powf.restype = ctypes.c_float
-_powf.argtypes = [ctypes.c_float, ctypes.c_float]
+
+def _c_function(name, ctype, arity):
+    f = getattr(_libm, name)
+    f.restype, f.argtypes = ctype, [ctype] * arity
+    return f
+
+
+_LIBM = {  # (TF op, dtype) -> the C function TF's scalar kernel calls
+    ("pow", np.float32): _c_function("powf", ctypes.c_float, 2),
+    ("pow", np.float64): _c_function("pow", ctypes.c_double, 2),
+    ("cos", np.float32): _c_function("cosf", ctypes.c_float, 1),
+    ("cos", np.float64): _c_function("cos", ctypes.c_double, 1),
+    ("log", np.float32): _c_function("logf", ctypes.c_float, 1),
+    ("log", np.float64): _c_function("log", ctypes.c_double, 1),
+}
 
 
 @tf_arithmetic()
-def power(base, exponent):
-    """``base ** exponent`` for scalars of one dtype, as TF's scalar ``Pow`` computes it.
+def _libm_elementwise(op, *args):
+    """The C function for ``op`` applied to each element (broadcast), in the args' dtype.
 
-    float32 goes to libm's ``powf``; float64 to ``math.pow`` (libm's ``pow``).
+    A NumPy scalar in gives a NumPy scalar out. Each element is one C call: these are
+    for scalars and short step arrays (schedules), not for parameter-sized arrays.
     """
-    if isinstance(base, np.float32):
-        return np.float32(_powf(base, exponent))
-    return np.float64(math.pow(base, exponent))
+    dtype = np.result_type(*args)
+    f = _LIBM[op, dtype.type]
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype) for a in args))
+    values = [f(*xs) for xs in zip(*(a.reshape(-1).tolist() for a in arrays))]
+    out = np.array(values, dtype).reshape(arrays[0].shape)
+    return out[()] if out.ndim == 0 else out
+
+
+def power(base, exponent):
+    """``base ** exponent`` as TF's scalar ``Pow`` computes it: libm ``powf`` / ``pow``.
+
+    The dtype is ``base``'s (float32 or float64); ``exponent`` may be an int or an array.
+    """
+    base = np.asarray(base)
+    return _libm_elementwise("pow", base, np.asarray(exponent, base.dtype))
+
+
+def cos(x):
+    """``cos(x)`` as TF's scalar ``Cos`` computes it: libm ``cosf`` / ``cos``."""
+    return _libm_elementwise("cos", x)
+
+
+def log(x):
+    """``log(x)`` as TF's scalar ``Log`` computes it: libm ``logf`` / ``log``."""
+    return _libm_elementwise("log", x)
 
 
 # --- 4. Eigen's summation order -----------------------------------------------------------

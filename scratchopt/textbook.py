@@ -1,4 +1,4 @@
-"""The optimizers as the papers (and PyTorch) write them: the left column of each box.
+"""The techniques as the papers (and PyTorch, and the lesson) write them: the left column of each box.
 
 scratchopt's optimizers follow Keras, which differs from the textbook in small, named
 ways (Adam's epsilon-hat, SGD's lr inside the velocity, RMSprop's epsilon inside the
@@ -7,6 +7,8 @@ each, in whatever precision they are given, so the differences can be measured:
 ``python docs/textbook_gap.py`` prints how far apart the two end up, and
 ``parity_tests/test_formulas.py`` checks that they agree where the conventions coincide.
 """
+
+import math
 
 from .backend import maximum, sqrt
 
@@ -43,3 +45,16 @@ def rmsprop(g, w, v, avg_g, b, *, lr, rho, momentum=0.0, epsilon, centered=False
         b = momentum * b + g / d
         return w - lr * b, v, avg_g, b
     return w - lr * g / d, v, avg_g, b
+
+
+def lesson_warmup_cosine(step, *, initial_lr, warmup_steps, total_steps):
+    """The lesson's hand-written warmup + cosine, as written (float64, with the pitfall).
+
+    Linear warmup, then ``0.5 * lr * (1 + cos(pi * progress))`` for *every* later step: past
+    ``total_steps`` the progress exceeds 1 and the rate climbs back up.
+    ``scratchopt.schedules.WarmupCosineDecay`` clamps the step and holds 0 instead.
+    """
+    if step < warmup_steps:
+        return initial_lr * step / warmup_steps
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return 0.5 * initial_lr * (1 + math.cos(math.pi * progress))

@@ -175,15 +175,24 @@ class Optimizer:
         self._lr = np.float32(learning_rate)  # Keras keeps it in a float32 variable
 
     def _current_learning_rate(self):
-        """The float32 learning rate of the coming step."""
+        """The learning rate of the coming step, as the NumPy scalar Keras would hold.
+
+        A float rate lives in a float32 variable. A schedule's value keeps the schedule's
+        dtype (float64 for one built on an ``np.float64`` rate, as in Keras); a plain
+        callable's Python float becomes a float32 tensor, its ``np.float64`` stays float64.
+        """
         if self._schedule is None:
             return self._lr
         lr = self._schedule(self._iterations) if self._schedule_takes_step else self._schedule()
-        return np.float32(lr)
+        dtype = getattr(self._schedule, "dtype", None)
+        if dtype is None:
+            dtype = np.float64 if isinstance(lr, np.float64) else np.float32
+        return np.dtype(dtype).type(lr)
 
     @property
     def learning_rate(self):
-        """The rate the next step will use (a Python float holding a float32 value)."""
+        """The rate the next step will use, as a Python float (a float32 value, unless a
+        float64 schedule gives it)."""
         return float(self._current_learning_rate())
 
     @learning_rate.setter
@@ -375,18 +384,18 @@ class Optimizer:
     def _update(self, grads, indices):
         """Clip, decay the weights, then run the rule on each parameter."""
         grads = self._clip(grads)
-        lr32 = self._current_learning_rate()
+        lr = self._current_learning_rate()
         if self.weight_decay is not None:
             for i in indices:
                 if self._decays[i]:
                     w = self._params[i]
-                    w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr32)
+                    w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr)
         scalars = {}
         for g, i in zip(grads, indices):
             var = self._params[i]
             dtype = var.dtype
             if dtype not in scalars:
-                scalars[dtype] = self.scalars(dtype.type(lr32), self.iterations, dtype)
+                scalars[dtype] = self.scalars(dtype.type(lr), self.iterations, dtype)
             slots = [self._slots[i].get(k) for k in self._slot_names]
             self._run_rule(g.astype(dtype, copy=False), var, slots, scalars[dtype])
 
