@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from optimizer_info import floats
+from schedule_info import any_schedule
 
 SHAPES = [(), (1,), (3,), (2, 3), (4, 1, 2), (9,), (33,)]
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
@@ -42,6 +43,7 @@ learning_rates = st.one_of(
     st.just(0.0),
     floats(-0.05, -1e-4),  # Keras accepts negative rates: gradient ascent
     st.lists(floats(0.0, 0.3), min_size=1, max_size=6).map(LookupSchedule),
+    any_schedule(),  # scratchopt.schedules, against Keras's own schedule classes
 )
 
 common_options = st.fixed_dictionaries({}, optional={
