@@ -8,8 +8,8 @@ import dataclasses
 
 import numpy as np
 from hypothesis import strategies as st
-
 from optimizer_info import floats
+
 from scratchopt import schedules
 
 

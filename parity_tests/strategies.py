@@ -5,7 +5,6 @@ import dataclasses
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from optimizer_info import floats
 from schedule_info import any_schedule
 

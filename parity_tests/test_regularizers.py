@@ -9,15 +9,15 @@ import re
 
 import numpy as np
 import pytest
+from conftest import scaled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from conftest import scaled
 from optimizer_info import floats
+from strategies import values
+
 from scratchopt import regularizers
 from scratchopt.parity import same_bits
-from strategies import values
 
 FACTORS = st.one_of(floats(1e-6, 10.0), st.sampled_from([0.0, 0.01, 1, 2]))
 
