@@ -172,7 +172,8 @@ class Optimizer:
         if not _is_real(learning_rate):
             raise TypeError(f"`learning_rate` must be a number, got {learning_rate!r}")
         self._schedule = None
-        self._lr = np.float32(learning_rate)  # Keras keeps it in a float32 variable
+        with np.errstate(over="ignore"):  # beyond float32: inf, silently, as Keras stores it
+            self._lr = np.float32(learning_rate)  # Keras keeps it in a float32 variable
 
     def _current_learning_rate(self):
         """The learning rate of the coming step, as the NumPy scalar Keras would hold.
