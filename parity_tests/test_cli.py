@@ -2,15 +2,38 @@
 
 import importlib.util
 
+import pytest
+
 from scratchopt import cli
 
 
 def test_parity_job_prints_every_row_and_exits_0(tf, capsys):
+    from scratchopt.parity import entries
+
     assert cli.main(["parity", "--steps", "3"]) == 0
     out = capsys.readouterr().out
-    assert "28 of 28 rows exact." in out
+    rows = entries()
+    assert f"{len(rows)} of {len(rows)} rows exact." in out
     for column in ("component", "dtype", "max ULP", "exact"):
         assert column in out
+    # every group is in the table: optimizers, schedules, regularizers, callbacks
+    for group in ("optimizers", "schedules", "regularizers", "callbacks"):
+        assert sum(c.group == group for c in rows) >= 3, group
+    for label in ("WarmupCosineDecay", "L1L2", "ReduceLROnPlateau: cooldown=1", "EarlyStopping"):
+        assert label in out, label
+
+
+def test_demo_schedules_writes_the_figure_and_matches_keras(tf, tmp_path, capsys):
+    path = tmp_path / "schedules.png"
+    assert cli.main(["demo", "schedules", "--out", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000
+    out = capsys.readouterr().out
+    for name in ("Step decay", "Exponential decay", "Cosine decay", "Warmup + cosine"):
+        assert f"{name}: max |scratchopt - Keras| = 0 (same bits)" in out
+    # the table: step decay keeps 0.1 at step 300 (boundary) and drops at 301
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line[:4].strip().isdigit()}
+    assert float(rows["300"][0]) == pytest.approx(0.1) and float(rows["301"][0]) == pytest.approx(0.01)
+    assert float(rows["1000"][3]) == 0.0  # warmup + cosine ends at 0
 
 
 def test_parity_job_exits_1_when_a_row_is_not_exact(tf, monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras."""
+"""The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras;
+``scratchopt demo schedules`` draws the lesson's learning-rate figure."""
 
 import argparse
 import importlib.util
@@ -26,25 +27,35 @@ def parity(args):
 
     steps = 20 if args.quick else args.steps
     entries = checks.entries()
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     results = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("comparing with Keras", total=len(entries))
-        for name, kwargs, dtype in entries:
-            progress.update(task, description=f"{checks.describe(name, kwargs)} {dtype}")
-            results.append(checks.run_row(name, kwargs, dtype, steps))
+        for check in entries:
+            progress.update(task, description=check.label)
+            results.append((check.group, check.run(steps)))
             progress.advance(task)
-    table = Table(title=f"scratchopt vs Keras {_keras_version()} (eager, CPU): {steps} steps, "
-                        f"shapes {checks.SHAPES}")
-    for column in ("component", "dtype", "steps", "max abs diff", "max ULP", "exact"):
-        table.add_column(column, justify="left" if column == "component" else "right")
-    for row in results:
+    table = Table(title=f"scratchopt vs Keras {_keras_version()} (eager, CPU): optimizers {steps} steps "
+                        f"on shapes {checks.SHAPES}")
+    for column in ("component", "dtype", "steps", "max abs diff", "max ULP", "exact", "note"):
+        table.add_column(column, justify="left" if column in ("component", "note") else "right")
+    group = None
+    for row_group, row in results:
+        if row_group != group and group is not None:
+            table.add_section()
+        group = row_group
         table.add_row(row.component, row.dtype, str(row.steps), f"{row.max_abs:.3g}",
-                      f"{row.max_ulp:.0f}", "[green]✓[/]" if row.exact else "[red]✗[/]")
+                      f"{row.max_ulp:.0f}", "[green]✓[/]" if row.exact else "[red]✗[/]", row.note)
     console.print(table)
-    failed = [r for r in results if not r.exact]
+    failed = [r for _, r in results if not r.exact]
     console.print(f"{len(results) - len(failed)} of {len(results)} rows exact.")
     return 1 if failed else 0
+
+
+def demo(args):
+    from .demos import schedules
+
+    return schedules.main(args.out or f"lesson_{args.figure}.png")
 
 
 def _keras_version():
@@ -56,10 +67,14 @@ def _keras_version():
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="scratchopt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("parity", help="compare every optimizer with Keras, bit for bit")
+    p = commands.add_parser("parity", help="compare every component with Keras, bit for bit")
     p.add_argument("--steps", type=int, default=200, help="steps per row (default 200)")
     p.add_argument("--quick", action="store_true", help="20 steps per row")
     p.set_defaults(run=parity)
+    d = commands.add_parser("demo", help="rerun one of the lesson's figures")
+    d.add_argument("figure", choices=["schedules"], help="which figure")
+    d.add_argument("--out", help="PNG to write (default: lesson_<figure>.png)")
+    d.set_defaults(run=demo)
     args = parser.parse_args(argv)
     return args.run(args)
 

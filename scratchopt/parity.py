@@ -1,16 +1,23 @@
-"""``scratchopt parity``: every component against Keras, step by step, to the bit.
+"""``scratchopt parity``: every component against Keras, to the bit.
 
-Each row runs one configuration on scratchopt (NumPy) and on eager Keras from the same
-start, feeds both the same gradients for ``steps`` steps, and compares every parameter
-and every piece of optimizer state after every step. "Exact" means the same bits (NaN
-matches NaN); the ULP and absolute columns say how far apart the two are otherwise.
+* **optimizers**: each row runs one configuration on scratchopt (NumPy) and on eager Keras
+  from the same start, feeds both the same gradients for ``steps`` steps, and compares
+  every parameter and every piece of optimizer state after every step;
+* **schedules**: the rate at every step from 0 to 2000, and at step 10**6;
+* **regularizers**: the penalty and its gradient (against ``tf.GradientTape``) on random
+  arrays of every shape;
+* **callbacks**: a fixed sequence of monitored values through our callback and Keras's,
+  comparing the learning rate every epoch, the stop epoch and the restored weights.
+
+"Exact" means the same bits (NaN matches NaN); the ULP and absolute columns say how far
+apart the two are otherwise.
 """
 
 import dataclasses
 
 import numpy as np
 
-from . import optimizers
+from . import optimizers, regularizers, schedules
 from .numerics import ulp_distance
 
 
@@ -52,6 +59,29 @@ class Row:
     max_abs: float
     max_ulp: float
     exact: bool
+    note: str = ""
+
+    def compare(self, a, b):
+        """Fold one comparison of two same-dtype arrays into the row."""
+        a, b = np.asarray(a), np.asarray(b)
+        if same_bits(a, b):
+            return
+        self.exact = False
+        if a.shape != b.shape or a.dtype != b.dtype:
+            self.max_abs = self.max_ulp = float("inf")
+            return
+        with np.errstate(invalid="ignore"):
+            self.max_abs = max(self.max_abs, float(np.nanmax(np.abs(a.astype(np.float64) - b))))
+        self.max_ulp = max(self.max_ulp, float(np.max(ulp_distance(a, b))))
+
+
+@dataclasses.dataclass
+class Check:
+    """One row of the table, not yet run: ``run(steps)`` returns its ``Row``."""
+
+    group: str
+    label: str
+    run: object
 
 
 def same_bits(a, b):
@@ -85,7 +115,7 @@ def state_pairs(ours, reference):
 
 
 def run_row(name, kwargs, dtype, steps, seed=0):
-    """One row: ``steps`` steps of both optimizers on random data; returns a ``Row``."""
+    """One optimizer row: ``steps`` steps of both optimizers on random data; returns a ``Row``."""
     from .keras_reference import KerasRun
 
     dtype = np.dtype(dtype)
@@ -93,22 +123,93 @@ def run_row(name, kwargs, dtype, steps, seed=0):
     ours = getattr(optimizers, name)(**kwargs)
     params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
     reference = KerasRun(ours, params)
-    max_abs, max_ulp, exact = 0.0, 0.0, True
+    row = Row(describe(name, kwargs), dtype.name, steps, 0.0, 0.0, True)
     for _ in range(steps):
         grads = [(rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 1)).astype(dtype) for s in SHAPES]
         ours.apply(grads, params)
         reference.apply(grads)
         for _, a, b in state_pairs(ours, reference):
-            if not same_bits(a, b):
-                exact = False
-                with np.errstate(invalid="ignore"):
-                    max_abs = max(max_abs, float(np.nanmax(np.abs(a.astype(np.float64) - b))))
-                max_ulp = max(max_ulp, float(np.max(ulp_distance(a, b))))
+            row.compare(a, b)
     if ours.iterations != reference.iterations:
-        exact = False
-    return Row(describe(name, kwargs), dtype.name, steps, max_abs, max_ulp, exact)
+        row.exact = False
+    return row
+
+
+#: The schedule rows: the lesson's four curves first, then every other schedule.
+SCHEDULES = [
+    schedules.PiecewiseConstantDecay([300, 600, 800], [0.1, 0.01, 0.001, 0.0001]),
+    schedules.ExponentialDecay(0.1, 100, 0.96),
+    schedules.CosineDecay(0.1, 1000, alpha=0.0),
+    schedules.WarmupCosineDecay(0.1, 100, 1000),
+    schedules.ExponentialDecay(0.1, 100, 0.5, staircase=True),
+    schedules.CosineDecay(0.0, 900, alpha=0.05, warmup_target=0.1, warmup_steps=100),
+    schedules.InverseTimeDecay(0.1, 50, 0.5, staircase=False),
+    schedules.PolynomialDecay(0.1, 300, end_learning_rate=1e-3, power=2.0, cycle=True),
+    schedules.CosineDecayRestarts(0.1, 100, t_mul=2.0, m_mul=0.8, alpha=0.01),
+    schedules.CosineDecayRestarts(np.float64(0.1), 150, t_mul=1.0, m_mul=0.5),
+]
+
+
+def run_schedule_row(schedule, steps):
+    """The rate at steps 0..2000 (every ``200 // steps``-th) and 10**6, against Keras's."""
+    from .keras_reference import keras_schedule_like, tensorflow
+
+    tf = tensorflow()
+    keras_schedule = keras_schedule_like(schedule)
+    points = list(range(0, 2001, max(1, 200 // steps))) + [10**6]
+    theirs = np.array([np.asarray(keras_schedule(tf.constant(p, tf.int64))) for p in points])
+    row = Row(repr(schedule), schedule.dtype.name, len(points), 0.0, 0.0, True)
+    row.compare(schedule(np.array(points)), theirs)
+    return row
+
+
+REGULARIZERS = [regularizers.L1(0.01), regularizers.L2(0.01), regularizers.L1L2(0.01, 0.001)]
+
+
+def run_regularizer_row(regularizer, dtype, steps, seed=0):
+    """Penalty and gradient on ``min(steps, 50)`` random arrays of every shape, against Keras."""
+    from .keras_reference import tensorflow
+
+    tf = tensorflow()
+    import keras
+
+    config = regularizer.get_config()
+    theirs = getattr(keras.regularizers, type(regularizer).__name__)(**config)
+    rng = np.random.default_rng(seed)
+    count = min(steps, 50)
+    row = Row(repr(regularizer), np.dtype(dtype).name, count, 0.0, 0.0, True)
+    for _ in range(count):
+        for shape in SHAPES:
+            w = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-3, 1)).astype(dtype)
+            variable = tf.Variable(w)
+            with tf.GradientTape() as tape:
+                penalty = theirs(variable)
+            row.compare(np.asarray(regularizer(w), dtype), penalty.numpy())
+            row.compare(regularizer.gradient(w), tape.gradient(penalty, variable).numpy())
+    return row
+
+
+def run_callback_row(config):
+    """A fixed sequence of monitored values through our callback and Keras's."""
+    from .parity_callbacks import run_config
+
+    result = run_config(config)
+    note = result.summary if result.exact else f"{result.difference} ({result.summary})"
+    return Row(result.name, "float32", result.epochs, 0.0, 0.0, result.exact, note)
 
 
 def entries():
-    """The table's (name, kwargs, dtype) entries, in display order."""
-    return [(name, kwargs, dtype) for name, kwargs in CONFIGS for dtype in ("float32", "float64")]
+    """Every row of the table, in display order."""
+    from .parity_callbacks import CALLBACK_CONFIGS
+
+    checks = [Check("optimizers", f"{describe(name, kwargs)} {dtype}",
+                    lambda steps, n=name, k=kwargs, d=dtype: run_row(n, k, d, steps))
+              for name, kwargs in CONFIGS for dtype in ("float32", "float64")]
+    checks += [Check("schedules", repr(s), lambda steps, s=s: run_schedule_row(s, steps))
+               for s in SCHEDULES]
+    checks += [Check("regularizers", f"{r!r} {dtype}",
+                     lambda steps, r=r, d=dtype: run_regularizer_row(r, d, steps))
+               for r in REGULARIZERS for dtype in ("float32", "float64")]
+    checks += [Check("callbacks", c.name, lambda steps, c=c: run_callback_row(c))
+               for c in CALLBACK_CONFIGS]
+    return checks

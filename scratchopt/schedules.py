@@ -33,6 +33,7 @@ Where we refuse what Keras accepts:
   is refused at construction; Keras fails at the first call.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -67,6 +68,10 @@ def _positive(name, value):
     return value
 
 
+def _same(value, default):
+    return type(value) is type(default) and value == default
+
+
 class LearningRateSchedule:
     """The shared part: calling with a step (or steps), the dtype, and the config.
 
@@ -98,7 +103,10 @@ class LearningRateSchedule:
         return cls(**config)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items()
+                         if k != "name" and not (k in defaults and defaults[k] is not inspect.Parameter.empty
+                                                 and _same(v, defaults[k])))
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):

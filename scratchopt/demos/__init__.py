@@ -1,0 +1,1 @@
+"""``scratchopt demo ...``: the lesson's figures, rerun with scratchopt's own components."""
