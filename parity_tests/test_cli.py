@@ -17,7 +17,7 @@ def test_parity_job_prints_every_row_and_exits_0(tf, capsys):
     for column in ("component", "dtype", "max ULP", "exact"):
         assert column in out
     # every group is in the table: optimizers, schedules, regularizers, callbacks
-    for group in ("optimizers", "schedules", "regularizers", "callbacks"):
+    for group in ("optimizers", "schedules", "regularizers", "callbacks", "training"):
         assert sum(c.group == group for c in rows) >= 3, group
     for label in ("WarmupCosineDecay", "L1L2", "ReduceLROnPlateau: cooldown=1", "EarlyStopping"):
         assert label in out, label
@@ -57,3 +57,12 @@ def test_parity_job_without_tensorflow_says_how_to_install_and_exits_2(monkeypat
     assert cli.main(["parity"]) == 2
     err = capsys.readouterr().err
     assert "tensorflow is not installed" in err and 'pip install "scratchopt[parity]"' in err
+
+
+def test_demo_optimizers_float64_writes_the_figure_and_matches_keras(tf, tmp_path, capsys):
+    path = tmp_path / "optimizers.png"
+    assert cli.main(["demo", "optimizers", "--dtype", "float64", "--epochs", "2", "--out", str(path)]) == 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = capsys.readouterr().out
+    table = [line.split() for line in out.splitlines() if line.split()[:1] in (["SGD"], ["Adam"], ["AdamW"], ["RMSprop"])]
+    assert len(table) == 5 and all(row[-1] == "0" for row in table), out  # max |diff| per epoch (SGD twice)

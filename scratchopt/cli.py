@@ -1,5 +1,5 @@
 """The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras;
-``scratchopt demo schedules`` draws the lesson's learning-rate figure."""
+``scratchopt demo schedules|optimizers`` redraws the lesson's two figures."""
 
 import argparse
 import importlib.util
@@ -53,9 +53,12 @@ def parity(args):
 
 
 def demo(args):
-    from .demos import schedules
+    from .demos import optimizers, schedules
 
-    return schedules.main(args.out or f"lesson_{args.figure}.png")
+    path = args.out or f"lesson_{args.figure}.png"
+    if args.figure == "optimizers":
+        return optimizers.main(path, dtype=args.dtype, epochs=args.epochs)
+    return schedules.main(path)
 
 
 def _keras_version():
@@ -72,8 +75,11 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="20 steps per row")
     p.set_defaults(run=parity)
     d = commands.add_parser("demo", help="rerun one of the lesson's figures")
-    d.add_argument("figure", choices=["schedules"], help="which figure")
+    d.add_argument("figure", choices=["schedules", "optimizers"], help="which figure")
     d.add_argument("--out", help="PNG to write (default: lesson_<figure>.png)")
+    d.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="optimizers: the precision of the run (float64 matches Keras bit for bit)")
+    d.add_argument("--epochs", type=int, default=50, help="optimizers: epochs (default 50, the lesson's)")
     d.set_defaults(run=demo)
     args = parser.parse_args(argv)
     return args.run(args)

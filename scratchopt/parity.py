@@ -7,7 +7,9 @@
 * **regularizers**: the penalty and its gradient (against ``tf.GradientTape``) on random
   arrays of every shape;
 * **callbacks**: a fixed sequence of monitored values through our callback and Keras's,
-  comparing the learning rate every epoch, the stop epoch and the restored weights.
+  comparing the learning rate every epoch, the stop epoch and the restored weights;
+* **training**: the lesson's optimizer comparison (``scratchopt.nn`` against ``model.fit``)
+  in float64, the per-epoch training and validation losses, for ``steps // 20`` epochs.
 
 "Exact" means the same bits (NaN matches NaN); the ULP and absolute columns say how far
 apart the two are otherwise.
@@ -163,6 +165,8 @@ def run_schedule_row(schedule, steps):
     return row
 
 
+LESSON_OPTIMIZERS = ["SGD", "SGD + momentum", "Adam", "AdamW", "RMSprop"]
+
 REGULARIZERS = [regularizers.L1(0.01), regularizers.L2(0.01), regularizers.L1L2(0.01, 0.001)]
 
 
@@ -198,6 +202,19 @@ def run_callback_row(config):
     return Row(result.name, "float32", result.epochs, 0.0, 0.0, result.exact, note)
 
 
+def run_lesson_row(name, steps):
+    """The lesson's optimizer comparison in float64, per-epoch losses against Keras's."""
+    from .demos import optimizers as lesson
+
+    epochs = max(2, steps // 20)
+    ours, theirs = lesson.compare(name, epochs=epochs, dtype="float64")
+    row = Row(f"lesson comparison: {name}, {epochs} epochs", "float64", epochs, 0.0, 0.0, True)
+    for key in ("loss", "val_loss"):
+        row.compare(np.array(ours[key]), np.array(theirs[key]))
+    row.note = f"val_loss {ours['val_loss'][-1]:.6f} after epoch {epochs}"
+    return row
+
+
 def entries():
     """Every row of the table, in display order."""
     from .parity_callbacks import CALLBACK_CONFIGS
@@ -212,4 +229,6 @@ def entries():
                for r in REGULARIZERS for dtype in ("float32", "float64")]
     checks += [Check("callbacks", c.name, lambda steps, c=c: run_callback_row(c))
                for c in CALLBACK_CONFIGS]
+    checks += [Check("training", f"lesson comparison: {name}", lambda steps, n=name: run_lesson_row(n, steps))
+               for name in LESSON_OPTIMIZERS]
     return checks

@@ -1,0 +1,82 @@
+"""The two losses of the lesson: mean squared error and softmax cross-entropy.
+
+Each loss is ``loss(y_true, y_pred)`` -> a 0-d array (the batch mean), and
+``loss.gradient(y_true, y_pred)`` -> d loss / d y_pred, shaped like ``y_pred``.
+"""
+
+from ..backend import namespace
+from ..numerics import reduce_sum, tf_arithmetic
+
+
+class MeanSquaredError:
+    """``loss = (1/N) * sum_i mean_j (y_true[i, j] - y_pred[i, j])**2``.
+
+    ::
+
+        d      = y_true - y_pred
+        loss   = sum_i (sum_j d[i, j]**2 / D) / N          (Keras: mean over the last axis,
+                                                            then "sum over batch size")
+        dloss  = -((1/N) / D) * (d * 2)                    (TF's gradients, in their order)
+
+    The sums run in TF's order (``numerics.reduce_sum``), so a float64 loss has Keras's bits.
+    """
+
+    @tf_arithmetic()
+    def __call__(self, y_true, y_pred):
+        d = y_true.astype(y_pred.dtype) - y_pred
+        n, dim = d.shape[0], d[0].size
+        per_sample = _row_sums(d * d) / d.dtype.type(dim)
+        return reduce_sum(per_sample) / d.dtype.type(n)
+
+    @tf_arithmetic()
+    def gradient(self, y_true, y_pred):
+        d = y_true.astype(y_pred.dtype) - y_pred
+        T = d.dtype.type
+        g = (T(1) / T(d.shape[0])) / T(d[0].size)
+        return -(g * (d * T(2)))
+
+
+def _row_sums(x):
+    """Each row's sum over its last axes, in TF's inner-reduction order."""
+    rows = x.reshape(x.shape[0], -1)
+    if rows.shape[1] == 1:
+        return rows[:, 0]
+    xp = namespace(x)
+    return xp.stack([reduce_sum(r) for r in rows])
+
+
+class SoftmaxCrossEntropy:
+    """Cross-entropy of softmax(logits) against labels (class indices or one-hot rows).
+
+    ::
+
+        p      = softmax(z) = exp(z - max z) / sum exp(z - max z)
+        loss   = (1/N) * sum_i (log sum_k exp(z[i, k]) - z[i, y_i])
+        dloss  = (p - onehot(y)) / N
+
+    Keras's ``CategoricalCrossentropy(from_logits=True)`` runs TF's fused
+    ``SoftmaxCrossEntropyWithLogits`` kernel (its own exp and order); this is the same
+    math, checked against it under a bound, not bit for bit.
+    """
+
+    @staticmethod
+    def _parts(y_true, logits):
+        xp = namespace(logits)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = e.sum(axis=1, keepdims=True)
+        if y_true.ndim == 1:
+            onehot = xp.zeros_like(logits)
+            onehot[xp.arange(len(y_true)), y_true.astype(int)] = 1
+        else:
+            onehot = y_true.astype(logits.dtype)
+        return shifted, e / total, xp.log(total), onehot
+
+    def __call__(self, y_true, logits):
+        shifted, _, log_total, onehot = self._parts(y_true, logits)
+        per_sample = (onehot * (log_total - shifted)).sum(axis=1)
+        return per_sample.mean()
+
+    def gradient(self, y_true, logits):
+        _, p, _, onehot = self._parts(y_true, logits)
+        return (p - onehot) / logits.dtype.type(logits.shape[0])

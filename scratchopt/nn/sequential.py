@@ -1,0 +1,174 @@
+"""``Sequential``: layers in a row, trained by mini-batch gradient descent, Keras's way.
+
+``fit`` is Keras's loop, step for step::
+
+    x_train, x_val = x[:split], x[split:]       validation_split takes the LAST fraction
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        order = shuffled or 0..N-1              shuffle=False keeps the order
+        for each batch of batch_size rows:      the last batch may be smaller
+            y_pred = model(x_b, training=True)
+            loss   = loss_fn(y_b, y_pred) + sum of the layers' penalties
+            grads  = backward(loss_fn.gradient(y_b, y_pred))
+            optimizer.apply(grads, params)
+            running loss += loss * len(batch)   Keras reports the mean of the batch losses
+                                                 *before* each update, weighted by batch size
+        logs = {"loss": running / N, "val_loss": evaluate(x_val, y_val)}
+        callbacks.on_epoch_end(epoch, logs)
+        stop if model.stop_training
+
+The reported losses are accumulated in the model's dtype (Keras: its ``floatx``).
+"""
+
+import time
+
+import numpy as np
+
+from ..backend import namespace
+
+
+class History:
+    """Per-epoch logs: ``history.history["loss"]``, ``["val_loss"]``, ... and ``history.epoch``."""
+
+    def __init__(self):
+        self.history, self.epoch = {}, []
+
+    def record(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+
+class Sequential:
+    """A stack of layers. ``compile(optimizer, loss)``, then ``fit``, ``evaluate``, ``predict``."""
+
+    def __init__(self, layers):
+        self.layers = list(layers)
+        self.optimizer = None
+        self.loss = None
+        self.stop_training = False
+
+    def compile(self, optimizer, loss):
+        self.optimizer, self.loss = optimizer, loss
+
+    # --- forward and backward ------------------------------------------------------------
+
+    def __call__(self, x, training=False):
+        for layer in self.layers:
+            x = layer(x, training=training)
+        return x
+
+    predict = __call__
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def _pairs(self):
+        """(layer, key) for every parameter, in Keras's order (layer by layer, kernel before bias)."""
+        return [(layer, key) for layer in self.layers for key in layer.params]
+
+    @property
+    def params(self):
+        return [layer.params[key] for layer, key in self._pairs()]
+
+    def get_weights(self):
+        return [namespace(p).array(p, copy=True) for p in self.params]
+
+    def set_weights(self, weights):
+        params = self.params
+        if len(weights) != len(params):
+            raise ValueError(f"`weights` has {len(weights)} arrays, the model {len(params)} parameters")
+        for p, w in zip(params, weights):
+            if tuple(w.shape) != p.shape:
+                raise ValueError(f"a weight of shape {tuple(w.shape)} for a parameter of shape {p.shape}")
+        for p, w in zip(params, weights):
+            p[...] = w
+
+    def total_loss(self, y_true, y_pred):
+        """The loss plus every layer's penalty (Keras: ``sum([loss, *model.losses])``)."""
+        loss = self.loss(y_true, y_pred)
+        penalties = [layer.penalty() for layer in self.layers if hasattr(layer, "penalty")
+                     and getattr(layer, "kernel_regularizer", None) is not None]
+        if penalties:
+            loss = loss.dtype.type(0) + loss
+            for p in penalties:
+                loss = loss + loss.dtype.type(p)
+        return loss
+
+    def train_step(self, x, y):
+        """One mini-batch: forward, loss, backward, optimizer step; returns the loss before it."""
+        y_pred = self(x, training=True)
+        loss = self.total_loss(y, y_pred)
+        self.backward(self.loss.gradient(y, y_pred))
+        pairs = self._pairs()
+        self.optimizer.apply([layer.grads[key] for layer, key in pairs],
+                             [layer.params[key] for layer, key in pairs])
+        return loss
+
+    def evaluate(self, x, y, batch_size=32):
+        """The loss over ``x`` in batches, weighted by batch size (Keras's ``evaluate``)."""
+        total = count = None
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            loss = self.total_loss(yb, self(xb, training=False))
+            total, count = _accumulate(total, count, loss, len(xb))
+        return float(total / count)
+
+    # --- the training loop ---------------------------------------------------------------
+
+    def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, shuffle=True, callbacks=None,
+            verbose=1, seed=None):
+        """Train for ``epochs`` epochs; returns a ``History`` of per-epoch losses."""
+        if self.optimizer is None:
+            raise ValueError("call compile(optimizer, loss) before fit")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"`validation_split` must be in [0, 1), got validation_split={validation_split!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int, got batch_size={batch_size!r}")
+        split = int(len(x) * (1.0 - validation_split)) if validation_split else len(x)
+        x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
+        rng = np.random.default_rng(seed)
+        history = History()
+        callbacks = list(callbacks or [])
+        for c in callbacks:
+            c.set_model(self)
+        self.stop_training = False
+        for c in callbacks:
+            c.on_train_begin()
+        for epoch in range(epochs):
+            start_time = time.perf_counter()
+            for c in callbacks:
+                c.on_epoch_begin(epoch)
+            order = rng.permutation(split) if shuffle else None
+            total = count = None
+            for start in range(0, split, batch_size):
+                rows = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+                loss = self.train_step(x_train[rows], y_train[rows])
+                total, count = _accumulate(total, count, loss, len(x_train[rows]))
+            logs = {"loss": float(total / count)}
+            if split < len(x):
+                logs["val_loss"] = self.evaluate(x_val, y_val, batch_size)
+            for c in callbacks:
+                c.on_epoch_end(epoch, logs)
+            history.record(epoch, logs)
+            if verbose:
+                steps = -(-split // batch_size)
+                seconds = time.perf_counter() - start_time
+                print(f"Epoch {epoch + 1}/{epochs}\n{steps}/{steps} - {seconds:.0f}s - "
+                      f"{1000 * seconds / steps:.0f}ms/step - "
+                      + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+            if self.stop_training:
+                break
+        for c in callbacks:
+            c.on_train_end()
+        return history
+
+
+def _accumulate(total, count, loss, n):
+    """Keras's ``Mean`` metric: ``total += loss * n``, ``count += n``, in the loss's dtype."""
+    T = loss.dtype.type
+    total = (T(0) if total is None else total) + loss * T(n)
+    count = (T(0) if count is None else count) + T(n)
+    return total, count
