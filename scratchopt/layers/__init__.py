@@ -1,0 +1,22 @@
+"""Layers that regularize and normalize, each with a hand-written backward pass.
+
+``Dropout``, ``SpatialDropout1D/2D/3D`` (``dropout.py``), ``BatchNormalization``
+(``batch_normalization.py``), ``LayerNormalization`` (``layer_normalization.py``): Keras's
+arguments and defaults, Keras's arithmetic (see each module's formula box), and
+``layer.backward(dy)`` in place of autodiff (``base.py`` has the protocol).
+"""
+
+from .base import Layer
+from .batch_normalization import BatchNormalization
+from .dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
+from .layer_normalization import LayerNormalization
+
+__all__ = [
+           "BatchNormalization",
+           "Dropout",
+           "Layer",
+           "LayerNormalization",
+           "SpatialDropout1D",
+           "SpatialDropout2D",
+           "SpatialDropout3D",
+]

@@ -1,0 +1,191 @@
+"""BatchNormalization: normalize each channel by the statistics of the batch.
+
+``BatchNormalization(axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True)``.
+``axis`` is the channel axis; channel c's statistics are taken over every other axis (the
+batch and, for images, the pixels): N values per channel. The formulas are in the
+docstrings of ``_normalize`` (forward), ``_update_moving`` and ``_backward``, each right
+above the lines that compute it; ``base.moments`` has the mean and the variance.
+
+What differs from the paper and from PyTorch:
+
+* **momentum runs the other way.** Keras keeps ``momentum`` of the old moving average
+  (0.99: 99% old, 1% new); PyTorch's ``momentum`` is the share of the *new* batch
+  statistic (0.1: 10% new). Keras's 0.99 is PyTorch's 0.01, and PyTorch's default 0.1 is
+  Keras's 0.9.
+* **biased variance everywhere.** The batch variance divides by N, and Keras puts that same
+  biased variance into ``moving_variance``; PyTorch normalizes with the biased one but
+  stores the unbiased ``var * N / (N - 1)`` in ``running_var``.
+* **epsilon = 1e-3** by default (PyTorch: 1e-5), added to the variance inside the root.
+* **training statistics only if ``training and self.trainable``**: a frozen layer
+  (``layer.trainable = False``, e.g. when fine-tuning) normalizes with its moving
+  statistics even in a training call, and does not update them.
+* the output is one multiply-add per element, ``x * inv + (beta - mean * inv)``, so it is
+  not ``gamma * (x - mean) / sqrt(var + eps) + beta`` to the last bit.
+
+Bits: float64 equals Keras's everywhere. float32 equals it wherever TF's ``rsqrt`` is
+exact: TF takes the channel vector's ``rsqrt`` with the CPU's approximate instruction on
+whole packets of 8 channels (``numerics.rsqrt``), so for C >= 8 the first 8 * (C // 8)
+channels of ``y``, ``dx`` and ``dgamma`` can be a few ULP apart (the bound is measured in
+``parity_tests/test_layers.py``); the moving statistics and ``dbeta`` are always exact.
+"""
+
+import numpy as np
+
+from ..backend import namespace
+from ..numerics import reduce_sum_over, rsqrt, rsqrt_grad, tf_arithmetic
+from .base import (
+    FLOAT_DTYPES,
+    Layer,
+    as_bool,
+    as_float,
+    as_int,
+    moments,
+    normalize_axis,
+)
+
+
+class BatchNormalization(Layer):
+    """Keras's BatchNormalization, forward and backward.
+
+    Parameters (shape ``(C,)``, the input's dtype, made at the first call or by ``build``):
+    ``gamma`` (ones, if ``scale``) and ``beta`` (zeros, if ``center``) are trainable and in
+    ``params``; ``moving_mean`` (zeros) and ``moving_variance`` (ones) are updated in place
+    by training calls.
+
+    Validation follows Keras's ``int(axis)``, ``float(momentum)``, ``float(epsilon)``:
+    what those refuse, we refuse with the same exception; what they would quietly convert
+    (``axis=1.5``, ``momentum="0.9"``) is a ``TypeError`` here, and so is a ``center`` or
+    ``scale`` that is not a bool. Inputs need rank 2 or more.
+    """
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True):
+        super().__init__()
+        self.axis = as_int("axis", axis)
+        self.momentum = as_float("momentum", momentum)
+        self.epsilon = as_float("epsilon", epsilon)
+        self.center = as_bool("center", center)
+        self.scale = as_bool("scale", scale)
+        self.gamma = self.beta = self.moving_mean = self.moving_variance = None
+
+    def get_config(self):
+        return {"axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
+
+    def build(self, input_shape, dtype=np.float32, xp=np):
+        """Make the four ``(C,)`` arrays for inputs of ``input_shape`` and ``dtype``."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"`dtype` must be float32 or float64, got {dtype}")
+        self._axis = normalize_axis(self.axis, len(input_shape))
+        self._input_shape = tuple(input_shape)
+        channels = (input_shape[self._axis],)
+        self.gamma = xp.ones(channels, dtype) if self.scale else None
+        self.beta = xp.zeros(channels, dtype) if self.center else None
+        self.moving_mean = xp.zeros(channels, dtype)
+        self.moving_variance = xp.ones(channels, dtype)
+        self.params = {k: v for k, v in (("gamma", self.gamma), ("beta", self.beta)) if v is not None}
+        self.built = True
+
+    def _check(self, x):
+        if x.ndim < 2:  # Keras fails on some of these (no batch axis to reduce); we on all
+            raise ValueError(f"BatchNormalization needs inputs of rank 2 or more, got shape {x.shape}")
+        if not self.built:
+            normalize_axis(self.axis, x.ndim)  # ValueError before anything is made
+            self.build(x.shape, x.dtype, namespace(x))
+            return
+        c = self.moving_mean.shape[0]
+        if x.ndim != len(self._input_shape) or x.shape[self._axis] != c:
+            raise ValueError(f"BatchNormalization was built for inputs of rank {len(self._input_shape)} "
+                             f"with {c} channels on axis {self.axis}; got shape {x.shape}")
+        if x.dtype != self.moving_mean.dtype:
+            raise TypeError(f"BatchNormalization was built for {self.moving_mean.dtype} inputs, got {x.dtype}")
+        namespace(x, self.moving_mean)  # TypeError when NumPy and CuPy are mixed
+
+    def __call__(self, x, training=False):
+        """``y = layer(x, training=False)``: batch statistics if ``training and self.trainable``."""
+        x = self._input(x)
+        self._check(x)
+        axes = [i for i in range(x.ndim) if i != self._axis]  # the N values of each channel
+        shape = [1] * x.ndim  # (C,) arrays, broadcast along the channel axis
+        shape[self._axis] = x.shape[self._axis]
+        batch_stats = bool(training) and self.trainable
+        with tf_arithmetic():
+            if batch_stats:
+                mean, var = moments(x, axes)
+                self._update_moving(mean.reshape(-1), var.reshape(-1))
+            else:  # copies: backward must see these values, not later updates
+                mean = self.moving_mean.reshape(shape).copy()
+                var = self.moving_variance.reshape(shape).copy()
+            gamma = self.gamma.reshape(shape) if self.scale else None
+            beta = self.beta.reshape(shape) if self.center else None
+            y, r, inv = self._normalize(x, mean, var, gamma, beta)
+        self._last = {"x": x, "axes": axes, "mean": mean, "r": r, "inv": inv, "gamma": gamma,
+                      "batch_stats": batch_stats}
+        return y
+
+    def _normalize(self, x, mean, var, gamma, beta):
+        """The normalization, with the batch's statistics or the moving ones.
+
+        Textbook (Ioffe & Szegedy, 2015)         Keras / TF (this code)
+        -----------------------------------      ------------------------------------------
+        x_hat = (x - mean) / sqrt(var + eps)     r   = rsqrt(var + eps)       (C values)
+        y     = gamma * x_hat + beta             inv = r * gamma              (r if scale=False)
+                                                 y   = x * inv + (beta - mean * inv)
+                                                       (+ (-mean * inv) if center=False)
+
+        ``eps`` is a Python double rounded once to the input's dtype.
+        """
+        r = rsqrt(var + x.dtype.type(self.epsilon))
+        inv = r * gamma if self.scale else r
+        shift = beta - mean * inv if self.center else (-mean) * inv
+        return x * inv + shift, r, inv
+
+    def _update_moving(self, mean, var):
+        """The moving averages, after each training call (in place).
+
+        Keras (this code)                                        PyTorch, for comparison
+        ----------------------------------------------------     --------------------------------------
+        moving_mean = moving_mean * momentum + mean * (1 - momentum)     (1 - m) * running + m * mean
+        moving_var  = moving_var  * momentum + var  * (1 - momentum)     ... + m * var * N / (N - 1)
+
+        ``momentum`` and ``1 - momentum`` are Python doubles, each rounded once to the dtype.
+        """
+        t, m = mean.dtype.type, self.momentum
+        self.moving_mean[...] = self.moving_mean * t(m) + mean * t(1.0 - m)
+        self.moving_variance[...] = self.moving_variance * t(m) + var * t(1.0 - m)
+
+    def _backward(self, dy):
+        """``dx``, and ``dgamma``, ``dbeta`` into ``self.grads``; sums over the N values per channel.
+
+        dbeta  = sum(dy)
+        dinv   = sum(x * dy) + (-dbeta) * mean
+        dgamma = dinv * r
+        dvar   = RsqrtGrad(r, dinv * gamma)  = -0.5 * (dinv * gamma) * r**3   (numerics.rsqrt_grad)
+        dmean  = (-dbeta) * inv
+        dx     = (dy * inv + dmean / N) + (2 * (dvar / N)) * (x - mean)
+
+        This is ``tf.GradientTape`` through Keras's graph, op by op: ``x`` is used three times
+        (``x * inv``, the mean, the variance), and the tape adds the three gradients in that
+        order. The textbook's ``dx = (gamma * r / N) * (N * dy - sum(dy) - x_hat * sum(dy *
+        x_hat))`` is the same function, rounded differently. With the moving statistics
+        (inference, or a frozen layer) only the first term is left: ``dx = dy * inv``.
+        """
+        last = self._last
+        x, axes, mean, r, inv, gamma = (last[k] for k in ("x", "axes", "mean", "r", "inv", "gamma"))
+        t = x.dtype.type
+        n = t(x.size // max(mean.size, 1))
+        with tf_arithmetic():
+            dbeta = reduce_sum_over(dy, axes, keepdims=True)
+            dinv = reduce_sum_over(x * dy, axes, keepdims=True) + (-dbeta) * mean
+            dgamma = dinv * r
+            dx = dy * inv
+            if last["batch_stats"]:
+                dvar = rsqrt_grad(r, dinv * gamma if self.scale else dinv)
+                dmean = (-dbeta) * inv
+                dx = (dx + dmean / n) + (t(2) * (dvar / n)) * (x - mean)
+        self.grads = {}
+        if self.scale:
+            self.grads["gamma"] = dgamma.reshape(-1)
+        if self.center:
+            self.grads["beta"] = dbeta.reshape(-1)
+        return dx

@@ -1,0 +1,247 @@
+"""Dropout and SpatialDropout1D/2D/3D: while training, zero random inputs and scale up the rest.
+
+Inverted dropout: each element is kept with probability ``1 - rate`` and scaled by
+``1 / (1 - rate)``, so that ``E[y] = x`` and nothing needs rescaling at inference time,
+where the layer is the identity. The formulas, textbook against Keras, are in the
+docstrings of ``Dropout._apply`` (forward) and ``Dropout._backward``; what the two
+differences do: TF multiplies by the *rounded reciprocal* ``T(1/(1-rate))``, and
+``x * T(1/0.7)`` is not always ``x / T(0.7)`` (about one element in three differs in the
+last bit); and ``where`` instead of ``keep * ...`` makes a dropped element exactly 0 even
+when ``x`` (or ``dy``) is inf or NaN, where ``0 * inf`` would be NaN.
+
+``noise_shape`` lets one draw be shared: a mask of shape ``(batch, 1, features)`` drops the
+same features at every time step. ``None`` entries are filled from the input's shape.
+SpatialDropout is that with a fixed noise shape: it drops whole channels (feature maps),
+``(N, 1, C)`` for 1D, ``(N, 1, 1, C)`` / ``(N, C, 1, 1)`` for 2D channels_last/first,
+``(N, 1, 1, 1, C)`` / ``(N, C, 1, 1, 1)`` for 3D; the input's rank is checked (ValueError).
+
+``rate == 1`` is allowed (Keras too) and gives zeros; ``rate == 0`` is the identity.
+
+The random numbers are *not* TensorFlow's: TF draws with its stateless Philox generator,
+seeded from ``[seed, call counter]``, which NumPy does not reproduce. Each layer here owns
+``numpy.random.default_rng(seed)`` and draws a fresh mask at each training call: the same
+seed gives the same sequence of masks (as in Keras, per layer instance), and the same masks
+for NumPy and CuPy inputs (the mask is drawn on the host; for a CuPy input it is then
+copied to the GPU). To reproduce a Keras run, pass its mask: ``layer(x, training=True,
+keep=mask)`` uses ``mask`` (booleans, broadcastable to ``x``) instead of a draw.
+"""
+
+import numbers
+
+import numpy as np
+
+from ..backend import namespace
+from ..numerics import tf_arithmetic
+from .base import Layer, received
+
+DATA_FORMATS = ("channels_first", "channels_last")
+
+
+def _rate(rate):
+    """Keras: ``0 <= rate <= 1`` else ValueError (NaN included); not a number: TypeError."""
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+        raise TypeError(f"`rate` must be a float between 0 and 1. {received('rate', rate)}")
+    if not 0 <= rate <= 1:
+        raise ValueError(f"Invalid value for argument `rate`: expected a float between 0 and 1. "
+                         f"{received('rate', rate)}")
+    return rate  # kept as given: TF computes 1 / (1 - rate) in the rate's own type
+
+
+def _noise_shape(noise_shape):
+    """Keras's ``_validate_noise_shape``: None, or a sequence of positive ints and Nones."""
+    if noise_shape is None:
+        return None
+    if isinstance(noise_shape, str):
+        raise ValueError(f"`noise_shape` must be a tuple or list of integers. "  # noqa: TRY004 (Keras's type)
+                         f"{received('noise_shape', noise_shape)}")
+    try:
+        dims = tuple(noise_shape)
+    except TypeError:
+        raise ValueError(f"`noise_shape` must be an iterable of integers. "
+                         f"{received('noise_shape', noise_shape)}") from None
+    for i, dim in enumerate(dims):
+        if dim is not None and (not isinstance(dim, int) or dim <= 0):
+            raise ValueError(f"`noise_shape` entries must be positive integers or None; entry {i} is "
+                             f"{dim!r}. {received('noise_shape', noise_shape)}")
+    return dims
+
+
+def _seed(seed, rate):
+    """Keras checks the seed only when a generator is made (rate > 0): an int64 or None."""
+    if rate > 0 and seed is not None and (not isinstance(seed, int) or not -(2**63) <= seed < 2**63):
+        raise ValueError(f"Argument `seed` must be an integer (int64). {received('seed', seed)}")
+    return seed
+
+
+def _generator(seed):
+    if seed is None:
+        return np.random.default_rng()
+    # NumPy seeds must be non-negative; Keras accepts any int. Keep the two signs apart.
+    return np.random.default_rng(seed if seed >= 0 else [-seed, 1])
+
+
+class Dropout(Layer):
+    """``Dropout(rate, noise_shape=None, seed=None)``: see the module docstring for the math.
+
+    ``layer(x, training=False, keep=None)``: the identity unless ``training``; ``keep``
+    replaces the random draw. ``layer.keep`` is the mask used by the last training call
+    (None when nothing was drawn).
+    """
+
+    def __init__(self, rate, noise_shape=None, seed=None):
+        super().__init__()
+        self.rate = _rate(rate)
+        self.noise_shape = _noise_shape(noise_shape)
+        self.seed = _seed(seed, self.rate)
+        self._rng = _generator(seed) if self.rate > 0 else None
+        self.keep = None
+
+    def get_config(self):
+        return {"rate": self.rate, "noise_shape": self.noise_shape, "seed": self.seed}
+
+    def _check_rank(self, x):
+        pass  # any rank
+
+    def _mask_shape(self, x):
+        if self.noise_shape is None:
+            return x.shape
+        return tuple(x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
+
+    def __call__(self, x, training=False, keep=None):
+        """``y = layer(x, training=False, keep=None)``: the identity unless ``training``.
+
+        ``keep`` (booleans, broadcastable to ``x``) replaces the random draw; it is ignored
+        where nothing would be drawn (inference, rate 0 or 1).
+        """
+        x = self._input(x)
+        self._check_rank(x)
+        xp = namespace(x)
+        dropping = bool(training) and self.rate > 0
+        if not dropping or self.rate == 1:  # Keras's fast paths: the input itself, or zeros
+            self._last, self.keep = {"x": x, "mode": "drop all" if dropping else "identity"}, None
+            return xp.zeros_like(x) if dropping else x
+        shape = self._mask_shape(x)
+        if keep is not None:
+            if not hasattr(keep, "dtype") or keep.dtype != np.bool_:
+                raise TypeError(f"`keep` must be a boolean array, got {type(keep).__name__} "
+                                f"of dtype {getattr(keep, 'dtype', None)}")
+            shape = keep.shape
+        if not _broadcasts_to(shape, x.shape):
+            raise ValueError(f"the dropout mask's shape {tuple(shape)} does not broadcast to the "
+                             f"input's shape {x.shape}")
+        if keep is None:  # u ~ U[0, 1) in the input's dtype; keep = u >= T(rate)
+            keep = self._rng.random(shape, dtype=x.dtype) >= x.dtype.type(self.rate)
+        keep = xp.asarray(keep)
+        y, scale = self._apply(x, keep)
+        self._last, self.keep = {"x": x, "mode": "drop", "scale": scale}, keep
+        return y
+
+    def _apply(self, x, keep):
+        """Dropout with the mask ``keep``.
+
+        Textbook ("inverted" dropout)           Keras / TF (this code)
+        ------------------------------------    ----------------------------------------------
+        keep ~ Bernoulli(1 - rate)              u ~ U[0, 1) shaped like noise_shape
+                                                keep  = u >= T(rate)
+        y = keep * x / (1 - rate)               scale = T(1 / (1 - rate))   (the reciprocal in
+                                                                              the rate's type,
+                                                                              rounded once)
+                                                y     = where(keep, x * scale, 0)
+        """
+        xp = namespace(x)
+        scale = x.dtype.type(1 / (1 - self.rate))
+        with tf_arithmetic():
+            return xp.where(keep, x * scale, x.dtype.type(0)), scale
+
+    def _backward(self, dy):
+        """The gradient of the last call.
+
+        Textbook                                Keras / TF (this code: TF's SelectV2, then Mul grads)
+        ------------------------------------    ----------------------------------------------
+        dx = keep * dy / (1 - rate)             dx = where(keep, dy, 0) * scale
+                                                (the identity, or zeros for rate 1, when nothing
+                                                 was dropped by a draw)
+        """
+        last = self._last
+        xp = namespace(dy)
+        if last["mode"] == "identity":
+            return dy
+        if last["mode"] == "drop all":
+            return xp.zeros_like(dy)
+        with tf_arithmetic():
+            return xp.where(self.keep, dy, dy.dtype.type(0)) * last["scale"]
+
+
+def _broadcasts_to(shape, target):
+    """Whether a mask of ``shape`` broadcasts to exactly ``target`` (TF's where would grow it)."""
+    try:
+        return np.broadcast_shapes(tuple(shape), target) == tuple(target)
+    except ValueError:
+        return False
+
+
+class _SpatialDropout(Dropout):
+    """Dropout whose mask covers whole channels; the input's rank is fixed (Keras's InputSpec)."""
+
+    rank = None
+
+    def __init__(self, rate, data_format="channels_last", seed=None):
+        super().__init__(rate, noise_shape=None, seed=seed)
+        self.data_format = _data_format(data_format)
+
+    def get_config(self):
+        return {"rate": self.rate, "seed": self.seed}
+
+    def _check_rank(self, x):
+        if x.ndim != self.rank:
+            raise ValueError(f"{type(self).__name__} expects an input of rank {self.rank}, "
+                             f"got shape {x.shape}")
+
+    def _mask_shape(self, x):
+        if self.data_format == "channels_first":
+            return (x.shape[0], x.shape[1]) + (1,) * (x.ndim - 2)
+        return (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
+
+
+def _data_format(data_format):
+    """Keras's ``standardize_data_format``; None is Keras's default, "channels_last"."""
+    if data_format is None:
+        return "channels_last"
+    value = str(data_format).lower()
+    if value not in DATA_FORMATS:
+        raise ValueError(f"`data_format` must be one of {DATA_FORMATS}. "
+                         f"{received('data_format', data_format)}")
+    return value
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """``SpatialDropout1D(rate, seed=None)``: inputs ``(N, steps, C)``, mask ``(N, 1, C)``."""
+
+    rank = 3
+
+    def __init__(self, rate, seed=None):
+        super().__init__(rate, data_format="channels_last", seed=seed)
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """``SpatialDropout2D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, C)`` / ``(N, C, 1, 1)``."""
+
+    rank = 4
+
+    def __init__(self, rate, data_format=None, seed=None):
+        super().__init__(rate, data_format=data_format, seed=seed)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
+
+
+class SpatialDropout3D(_SpatialDropout):
+    """``SpatialDropout3D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, 1, C)`` / ``(N, C, 1, 1, 1)``."""
+
+    rank = 5
+
+    def __init__(self, rate, data_format=None, seed=None):
+        super().__init__(rate, data_format=data_format, seed=seed)
+
+    def get_config(self):
+        return {**super().get_config(), "data_format": self.data_format}
