@@ -3,7 +3,7 @@
 NumPy (CPU) and CuPy (GPU) implementations, each proven equal to its Keras namesake.
 """
 
-from . import augment, backend, callbacks, clipping, nn, numerics, optimizers, regularizers, schedules, textbook
+from . import augment, backend, callbacks, clipping, layers, nn, numerics, optimizers, regularizers, schedules, textbook
 
 __version__ = "0.1.0"
-__all__ = ["augment", "backend", "callbacks", "clipping", "nn", "numerics", "optimizers", "regularizers", "schedules", "textbook"]
+__all__ = ["augment", "backend", "callbacks", "clipping", "layers", "nn", "numerics", "optimizers", "regularizers", "schedules", "textbook"]

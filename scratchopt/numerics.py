@@ -268,7 +268,243 @@ def ulp_distance(a, b):
     # Map sign-magnitude bit patterns onto a line where neighbours differ by 1.
     ia = np.where(ia < 0, sign - ia, ia)
     ib = np.where(ib < 0, sign - ib, ib)
-    dist = np.abs(ia.astype(np.float64) - ib.astype(np.float64))  # exact below 2**53 ULP
+    # Same sign: the integer difference is exact. Opposite signs: the distance can pass
+    # 2**63, so add the two magnitudes as floats (huge either way).
+    same_sign = (ia >= 0) == (ib >= 0)
+    with np.errstate(over="ignore"):
+        exact = np.abs(np.where(same_sign, ia - ib, 0)).astype(np.float64)
+    dist = np.where(same_sign, exact, np.abs(ia.astype(np.float64)) + np.abs(ib.astype(np.float64)))
     both_nan = np.isnan(a) & np.isnan(b)
     one_nan = np.isnan(a) ^ np.isnan(b)
     return np.where(both_nan, 0.0, np.where(one_nan, np.inf, dist))
+
+
+# --- 5. Sums and means over some axes, rsqrt: what BatchNorm and LayerNorm need ----------
+#
+# ``tf.reduce_sum(x, axes)`` and ``tf.reduce_mean(x, axes)`` first simplify the problem
+# (TF's ``ReductionHelper::Simplify``): size-1 dimensions are dropped and neighbouring
+# dimensions that are both reduced, or both kept, are merged. What is left picks one of
+# Eigen's loops, and each adds in its own order (packet P = 8 float32 / 4 float64):
+#
+#   (n,)        all reduced          the full reduction above (``reduce_sum``)
+#   (R, C)      R reduced            "column" sums: whole packets of P columns use four
+#                                    row-interleaved accumulators when R >= 16; the last
+#                                    C % P columns are added row by row
+#   (R, C)      C reduced            "row" sums: each row like the full reduction, its tree
+#                                    split aligned to the row's offset in the flat array
+#   (A, B, C)   B reduced            like column sums on each (B, C) slab, except that a
+#                                    packet of P outputs that crosses a slab edge, and the
+#                                    last (A*C) % P outputs, are added one by one
+#   (A, B, C)   A and C reduced      one by one, C the outer loop and A the inner one
+#   more dims                        reduced dims moved last (a transpose), then row sums
+#
+# ``reduce_mean`` is that sum divided by ``T(count)``, except where nothing is really
+# reduced (all reduced dims have size 1): TF then copies the input, with no division.
+# Exact on one intra-op thread (the parity tests pin it), as for ``reduce_sum``.
+
+
+def _reduction_plan(shape, axes):
+    """TF's ``ReductionHelper::Simplify``: the merged dims and whether dim 0 is reduced."""
+    reduced = [i in axes for i in range(len(shape))]
+    start = 0
+    while start < len(shape) and shape[start] == 1:  # leading 1s are skipped
+        start += 1
+    if start == len(shape):
+        return [], True  # a scalar in disguise
+    dims, reduce_first = [shape[start]], reduced[start]
+    for i in range(start + 1, len(shape)):
+        if shape[i] == 1:  # a size-1 dim joins the run it is in
+            reduced[i] = reduced[i - 1]
+        if reduced[i] != reduced[i - 1]:
+            dims.append(shape[i])
+        else:
+            dims[-1] *= shape[i]
+    return dims, reduce_first
+
+
+def _sequential_sums(x, axis):
+    """``accum = 0; accum += x[j]`` along ``axis``, strictly in order (Eigen's scalar loop)."""
+    if x.shape[axis] == 0:
+        return np.zeros(np.delete(x.shape, axis), x.dtype)
+    # accumulate starts from x[0] instead of 0 + x[0]: the two differ only for an all -0.0
+    # input (-0.0 instead of +0.0), which the final + 0 repairs; a subnormal x[0] is read
+    # as 0 by the next addition either way (DAZ).
+    return np.add.accumulate(x, axis=axis).take(-1, axis=axis) + x.dtype.type(0)
+
+
+def _eigen_tree_at(first, n, packet):
+    """Eigen's split of [first, first + n) into leaves, as offsets relative to ``first``.
+
+    Like ``_eigen_tree``, but the split points are aligned on packet boundaries of the
+    *whole* array, so they depend on where the range starts (only modulo ``packet``).
+    """
+    leaves = []
+
+    def split(begin, count):
+        if count <= packet * _LEAF_PACKETS:
+            leaves.append((begin - first, count))
+            return len(leaves) - 1
+        middle = packet * -(-(begin + -(-count // 2)) // packet)
+        left = middle - begin  # < count: the halves are at least a leaf apart
+        return split(begin, left), split(middle, count - left)
+
+    return split(first, n), tuple(leaves)
+
+
+def _row_sums(rows):
+    """Each row of a 2-D array summed as Eigen's InnerMostDimReducer, row r starting at r * n."""
+    k, n = rows.shape
+    packet = _packet_size(rows.dtype)
+    out = np.zeros(k, rows.dtype)
+    if k == 0:
+        return out
+    for residue in range(packet):  # the tree's shape depends on the row's start modulo P
+        which = np.nonzero((np.arange(k) * n) % packet == residue)[0]
+        if which.size == 0:
+            continue
+        tree, leaves = _eigen_tree_at(residue, n, packet)
+        sums = [_leaf_sums(rows[which, off:off + count], packet) for off, count in leaves]
+        out[which] = _combine(tree, sums, rows.dtype.type(0))
+    return out
+
+
+def _combine(node, sums, zero):
+    """A tree node's sum: ``accum = 0; accum += left; accum += right``."""
+    if isinstance(node, int):
+        return sums[node]
+    return (zero + _combine(node[0], sums, zero)) + _combine(node[1], sums, zero)
+
+
+def _slab_sums(x):
+    """(A, B, C) summed over B as Eigen's reducer that keeps the inner-most dim: (A, C)."""
+    a, b, c = x.shape
+    packet = _packet_size(x.dtype)
+    one_by_one = _sequential_sums(x, axis=1)
+    if b < 16:
+        return one_by_one  # whole packets, but added row by row: the same order
+    whole = (b // 4) * 4
+    p = _sequential_sums(x[:, :whole].reshape(a, whole // 4, 4, c), axis=1)  # 4 accumulators
+    packed = ((p[:, 0] + p[:, 1]) + p[:, 2]) + p[:, 3]
+    for j in range(whole, b):
+        packed = packed + x[:, j]
+    # Output o is computed in a packet when its packet [o - o % P, +P) lies inside the
+    # flat output and inside one row of C outputs; otherwise one coefficient at a time.
+    o = np.arange(a * c)
+    start = o - o % packet
+    in_packet = (start + packet <= a * c) & (start % c + packet <= c)
+    return np.where(in_packet.reshape(a, c), packed, one_by_one)
+
+
+def _sum_over(x, axes):
+    """``tf.reduce_sum(x, axes)`` (keepdims=False) on a NumPy array: (result, count, copied)."""
+    out_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
+    count = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+    dims, reduce_first = _reduction_plan(x.shape, axes)
+    if len(dims) == 0 or (len(dims) == 1 and not reduce_first):
+        return x.reshape(out_shape).copy(), count, True  # nothing to add up: a copy
+    if x.size == 0:
+        return np.zeros(out_shape, x.dtype), count, False
+    y = np.ascontiguousarray(x).reshape(dims)
+    if len(dims) == 1:
+        result = reduce_sum(y)
+    elif len(dims) == 2 and reduce_first:
+        result = _slab_sums(y.reshape(1, *dims))[0]
+    elif len(dims) == 2:
+        result = _row_sums(y)
+    elif len(dims) == 3 and reduce_first:
+        a, b, c = dims
+        result = _sequential_sums(y.transpose(1, 2, 0).reshape(b, c * a), axis=1)
+    elif len(dims) == 3:
+        result = _slab_sums(y)
+    else:  # TF transposes the reduced dims to the end, then sums rows
+        kept = list(range(1 if reduce_first else 0, len(dims), 2))
+        summed = list(range(0 if reduce_first else 1, len(dims), 2))
+        shuffled = np.ascontiguousarray(y.transpose(kept + summed))
+        result = _row_sums(shuffled.reshape(int(np.prod([dims[i] for i in kept])), -1))
+    return np.asarray(result, x.dtype).reshape(out_shape), count, False
+
+
+def _axes_tuple(axes, ndim):
+    axes = (axes,) if isinstance(axes, (int, np.integer)) else tuple(axes)
+    out = set()
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"axis {a} is out of bounds for an array of rank {ndim}")
+        out.add(int(a) % ndim)
+    return out
+
+
+def _keep(result, shape, axes, keepdims):
+    if not keepdims:
+        return result
+    return result.reshape(tuple(1 if i in axes else s for i, s in enumerate(shape)))
+
+
+@tf_arithmetic()
+def reduce_sum_over(x, axes, keepdims=False):
+    """``tf.reduce_sum(x, axes, keepdims)``: the sums in Eigen's order (see the table above).
+
+    NumPy arrays get TF's bits; CuPy arrays get CuPy's own ``sum``.
+    """
+    axes = _axes_tuple(axes, x.ndim)
+    if not isinstance(x, np.ndarray):
+        return x.sum(axis=tuple(sorted(axes)), keepdims=keepdims)
+    result, _, _ = _sum_over(x, axes)
+    return _keep(result, x.shape, axes, keepdims)
+
+
+@tf_arithmetic()
+def reduce_mean_over(x, axes, keepdims=False):
+    """``tf.reduce_mean(x, axes, keepdims)``: ``reduce_sum_over / T(count)`` (a copy if count is 1).
+
+    An empty reduction is NaN, as TF's. CuPy arrays get CuPy's own ``sum / count``.
+    """
+    axes = _axes_tuple(axes, x.ndim)
+    if not isinstance(x, np.ndarray):
+        count = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
+        return x.sum(axis=tuple(sorted(axes)), keepdims=keepdims) / x.dtype.type(count)
+    result, count, copied = _sum_over(x, axes)
+    if not copied:
+        result = result / x.dtype.type(count) if count else np.full_like(result, np.nan)
+    return _keep(result, x.shape, axes, keepdims)
+
+
+@tf_arithmetic()
+def rsqrt(x):
+    """``tf.math.rsqrt``: ``1 / sqrt(x)``, elementwise.
+
+    Exact for float64, and for float32 on the last ``size % 8`` elements. TF computes the
+    float32 elements in whole 8-lane packets with the CPU's approximate ``rsqrt``
+    instruction and one Newton step, a few ULP from ``1 / sqrt`` and different between
+    CPU vendors: those cannot be reproduced from NumPy (KERAS_SEMANTICS §0.5).
+    """
+    one = x.dtype.type(1)
+    return one / _xp(x).sqrt(x)
+
+
+@tf_arithmetic()
+def rsqrt_grad(r, dr):
+    """TF's ``RsqrtGrad(r, dr)``, the gradient of ``r = rsqrt(v)``: ``-0.5 * dr * r**3``.
+
+    Eigen computes it in two forms: whole packets (the first ``size - size % P`` elements,
+    P = 8 float32 / 4 float64) as ``(-0.5 * (r*r)) * (r*dr)``, with each product taken as 0
+    when its right factor is 0; the tail as ``(-0.5 * (dr*r)) * (r*r)``, 0 where ``dr == 0``.
+    They differ only in how 0, inf and flushed values come out.
+    """
+    xp = _xp(r)
+    t = r.dtype.type
+    zero = xp.zeros_like(r)
+    packed_rr = (r * r) * t(-0.5)
+    r_dr = xp.where(dr == 0, zero, r * dr)
+    packed = xp.where(r_dr == 0, zero, packed_rr * r_dr)
+    tail = xp.where(dr == 0, zero, (t(-0.5) * (dr * r)) * (r * r))
+    packet = _packet_size(r.dtype)
+    flat = xp.arange(r.size).reshape(r.shape)
+    return xp.where(flat < r.size - r.size % packet, packed, tail)
+
+
+def _xp(x):
+    """NumPy or CuPy, from the array."""
+    from .backend import namespace
+
+    return namespace(x)

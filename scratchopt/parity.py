@@ -8,6 +8,8 @@
   arrays of every shape;
 * **callbacks**: a fixed sequence of monitored values through our callback and Keras's,
   comparing the learning rate every epoch, the stop epoch and the restored weights;
+* **layers**: batch and layer normalization (forward, backward, moving statistics) and
+  dropout (given Keras's own mask) against Keras's layers and ``tf.GradientTape``;
 * **training**: the lesson's optimizer comparison (``scratchopt.nn`` against ``model.fit``)
   in float64, the per-epoch training and validation losses, for ``steps // 20`` epochs.
 
@@ -202,6 +204,61 @@ def run_callback_row(config):
     return Row(result.name, "float32", result.epochs, 0.0, 0.0, result.exact, note)
 
 
+#: The layer rows: (layer name, constructor arguments, input shape, dtype). Normalization in
+#: float64 (float32 differs by TF's approximate packet rsqrt: bounded in test_layers.py);
+#: dropout in both precisions, given Keras's own mask.
+LAYERS = [
+    ("BatchNormalization", {}, (32, 64), "float64"),
+    ("BatchNormalization", {"axis": 1, "momentum": 0.9}, (8, 12, 5, 5), "float64"),
+    ("LayerNormalization", {}, (32, 64), "float64"),
+    ("LayerNormalization", {"axis": [1, 2]}, (4, 6, 8), "float64"),
+    ("Dropout", {"rate": 0.3}, (32, 64), "float32"),
+    ("Dropout", {"rate": 0.3, "noise_shape": (32, 1)}, (32, 64), "float64"),
+    ("SpatialDropout2D", {"rate": 0.5}, (4, 5, 5, 8), "float32"),
+]
+
+
+def run_layer_row(name, kwargs, shape, dtype, steps, seed=0):
+    """``min(steps, 20)`` training calls (forward, backward, moving statistics), then one inference call."""
+    from . import layers
+    from .keras_reference import tensorflow
+
+    tf = tensorflow()
+    import keras
+
+    rng = np.random.default_rng(seed)
+    theirs = getattr(keras.layers, name)(**kwargs, dtype=dtype)
+    ours = getattr(layers, name)(**kwargs)
+    calls = min(steps, 20)
+    row = Row(f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) on {shape}", dtype, calls,
+              0.0, 0.0, True)
+    for _ in range(calls):
+        x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+        dy = rng.standard_normal(shape).astype(dtype)
+        variable = tf.constant(x)
+        watched = [getattr(theirs, k).value for k in ("gamma", "beta") if getattr(theirs, k, None) is not None]
+        with tf.GradientTape() as tape:
+            tape.watch(variable)
+            for v in watched:
+                tape.watch(v)
+            y = theirs(variable, training=True)
+        grads = [g.numpy() for g in tape.gradient(y, [variable, *watched], output_gradients=tf.constant(dy))]
+        y = y.numpy()
+        if "Dropout" in name:  # Keras's mask, read off its output (x has no zeros)
+            row.compare(ours(x, training=True, keep=y != 0), y)
+        else:
+            row.compare(ours(x, training=True), y)
+        row.compare(ours.backward(dy), grads[0])
+        for key, g in zip(("gamma", "beta"), grads[1:]):
+            row.compare(ours.grads[key], g)
+        if name == "BatchNormalization":
+            row.compare(ours.moving_mean, theirs.moving_mean.numpy())
+            row.compare(ours.moving_variance, theirs.moving_variance.numpy())
+    x = rng.standard_normal(shape).astype(dtype)
+    row.compare(ours(x, training=False), theirs(tf.constant(x), training=False).numpy())
+    return row
+
+
 def run_lesson_row(name, steps):
     """The lesson's optimizer comparison in float64, per-epoch losses against Keras's."""
     from .demos import optimizers as lesson
@@ -229,6 +286,9 @@ def entries():
                for r in REGULARIZERS for dtype in ("float32", "float64")]
     checks += [Check("callbacks", c.name, lambda steps, c=c: run_callback_row(c))
                for c in CALLBACK_CONFIGS]
+    checks += [Check("layers", f"{name} {shape} {dtype}",
+                     lambda steps, a=(name, kwargs, shape, dtype): run_layer_row(*a, steps))
+               for name, kwargs, shape, dtype in LAYERS]
     checks += [Check("training", f"lesson comparison: {name}", lambda steps, n=name: run_lesson_row(n, steps))
                for name in LESSON_OPTIMIZERS]
     return checks
