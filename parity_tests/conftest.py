@@ -35,7 +35,13 @@ def tf():
     """TensorFlow, imported once for the whole session, with one intra-op thread."""
     from scratchopt.keras_reference import tensorflow
 
-    return tensorflow()
+    tf = tensorflow()
+    # TF's eager runtime caches the tensors it makes from Python scalars, keyed by value, and
+    # 0.0 == -0.0: once some test converts -0.0, every later ``convert_to_tensor(0.0)`` in
+    # the process returns -0.0 (Keras's ``ExponentialDecay(0.0, ...)`` then gives -0.0).
+    # Convert +0.0 first, so the whole session sees what a fresh process sees.
+    tf.convert_to_tensor(0.0)
+    return tf
 
 
 def pytest_collection_modifyitems(config, items):
