@@ -24,10 +24,21 @@ Keras conventions that decide the bits, kept here:
   scaling and clipping, which run in the gradient's own dtype;
 * ``iterations`` counts optimizer steps; with gradient accumulation over ``s`` calls it
   is ``calls // s``, while schedules still see the raw call count.
+
+How the rule runs (``Optimizer._run_rule``, the one place that chooses): through a fused
+numba kernel compiled from the rule itself (``fused.py``; needs the ``fast`` extra) when
+every array is a C-contiguous NumPy float32/float64 array, else as NumPy array code, the
+reference. Both give the same bits. ``opt.backend = "numpy"`` or the environment variable
+``SCRATCHOPT_BACKEND=numpy`` forces the reference path. ``params = opt.pack(params)``
+puts all params of one dtype in one buffer, so that a step runs the rule once per dtype
+instead of once per param (see ``pack``).
 """
 
+import dataclasses
 import inspect
+import itertools
 import numbers
+import os
 import re
 import warnings
 
@@ -36,6 +47,7 @@ import numpy as np
 from .. import clipping
 from ..backend import namespace
 from ..numerics import as_dtype, tf_arithmetic, through_float32
+from . import fused
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {
@@ -58,6 +70,8 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: slower at 1e7 elements in ``benchmarks/block_size.py``.
 BLOCK_BYTES = 1 << 16
 _GRAD_DTYPES = (np.dtype(np.float16),) + _FLOAT_DTYPES
+#: The values of ``Optimizer.backend`` and of the environment variable ``SCRATCHOPT_BACKEND``.
+BACKENDS = ("auto", "numpy", "fused")
 
 
 def _is_real(x):
@@ -77,6 +91,12 @@ class Optimizer:
     """
 
     defaults = {"learning_rate": 0.001}
+    #: Which path runs the update rule (see ``BACKENDS``): ``"auto"`` takes the fused numba
+    #: kernel for the arrays it can run on and NumPy for the rest, ``"numpy"`` the NumPy
+    #: reference path always, ``"fused"`` is ``"auto"`` that fails when numba is missing.
+    #: Set it on an instance (``opt.backend = "numpy"``); under ``"auto"`` the environment
+    #: variable ``SCRATCHOPT_BACKEND``, when set, decides instead.
+    backend = "auto"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -127,6 +147,8 @@ class Optimizer:
         self._iterations = 0
         self._exclude_ids = set()
         self._exclude_pattern = None
+        self._packs = []
+        self._fused = False
 
     def _validate_common(self):
         """Keras's checks, including what it lets through (KERAS_SEMANTICS §1)."""
@@ -237,6 +259,78 @@ class Optimizer:
         self._decays = [self._uses_weight_decay(p, n) for p, n in zip(params, names)]
         self.built = True
 
+    def pack(self, params, names=None):
+        """Move ``params`` into one flat buffer per dtype; return the arrays to use from now on.
+
+        ``params = opt.pack(params)`` builds the optimizer if needed (``names`` as in
+        ``build``), copies the params of each dtype, in order, into one contiguous buffer,
+        and returns views into it: one array per param, same shape, same values (C order).
+        The slots (``m``, ``v``, ...) get matching buffers, and any state they already hold
+        is kept. A step in which every param of a dtype has a gradient then runs the update
+        rule once over that dtype's whole buffer (one fused kernel) instead of once per
+        param, with the same bits.
+
+        From now on the returned views *are* the params: let the model read and update
+        those; the arrays passed in are copies the optimizer no longer knows (``apply``
+        refuses them). What is per tensor stays per tensor: ``clipnorm`` and
+        ``global_clipnorm`` act on each gradient before the gradients are gathered into one
+        buffer, weight decay skips excluded params, and a step where some param of a dtype
+        has no gradient steps that dtype's params one by one. NumPy params only.
+        """
+        params = list(params)
+        for i, p in enumerate(params):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"params[{i}] is a {type(p).__module__}.{type(p).__name__}: "
+                                "pack() packs NumPy arrays only")
+            _check_param(p, f"params[{i}]")
+        if self._packs:
+            raise ValueError("this optimizer's params are already packed")
+        if self.built and (len(params) != len(self._params)
+                           or any(p is not q for p, q in zip(params, self._params))):
+            raise ValueError("pack(params) on a built optimizer needs the params it was built "
+                             "with, in the same order")
+        self.build(params, names)
+        views = list(params)
+        slots = [dict(s) for s in self._slots]
+        for dtype in dict.fromkeys(p.dtype for p in params):
+            indices = [i for i, p in enumerate(params) if p.dtype == dtype]
+            ends = itertools.accumulate((params[i].size for i in indices), initial=0)
+            pack = _Pack(indices, list(itertools.pairwise(ends)))
+            pack.param, new = pack.copy_in([params[i] for i in indices])
+            for i, view in zip(indices, new):
+                views[i] = view
+            for name in self._slot_names:
+                flat = None
+                if name in slots[indices[0]]:
+                    flat, new = pack.copy_in([slots[i][name] for i in indices])
+                    for i, view in zip(indices, new):
+                        slots[i][name] = view
+                pack.slots.append(flat)
+            self._packs.append(pack)
+        self._params = views
+        self._slots = slots
+        self._index = {id(p): i for i, p in enumerate(views)}
+        return list(views)
+
+    def packed_gradients(self):
+        """Zeroed gradient arrays laid out like the packed params, one per param (after ``pack``).
+
+        Optional: write each step's gradients into these (``grads[i][...] = ...``, or
+        ``out=grads[i]``) and pass them to ``apply``; the step then reads each dtype's
+        gradient buffer directly instead of first copying the gradients into one. (Loss
+        scaling, gradient accumulation and clipping make new gradient arrays, which are
+        copied as usual.) The same arrays are returned on every call.
+        """
+        if not self._packs:
+            raise ValueError("call pack(params) before packed_gradients()")
+        views = [None] * len(self._params)
+        for pack in self._packs:
+            if pack.grad is None:
+                pack.grad, pack.grad_views = pack.copy_in([np.zeros_like(self._params[i]) for i in pack.indices])
+            for i, view in zip(pack.indices, pack.grad_views):
+                views[i] = view
+        return views
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Exclude params (by identity) or names (regex search, as Keras) from weight decay."""
         if self.built:
@@ -318,6 +412,7 @@ class Optimizer:
         if len(pairs) < len(grads):
             warnings.warn(f"Gradients do not exist for {len(grads) - len(pairs)} of the params.", stacklevel=2)
         self._check_pairs(pairs)
+        self._fused = self._fused_wanted()
         if not self.built:
             self.build(params)
         grads = [g for _, g, _ in pairs]
@@ -325,6 +420,24 @@ class Optimizer:
         with tf_arithmetic():  # flush-to-zero as TF's CPU kernels; inf/NaN without warnings
             self._step(grads, indices)
         self._iterations += 1
+
+    def _fused_wanted(self):
+        """Whether this step may use the fused kernel (``backend`` and SCRATCHOPT_BACKEND)."""
+        backend = self.backend
+        if backend == "auto":
+            backend = os.environ.get("SCRATCHOPT_BACKEND") or "auto"
+            where = "the environment variable SCRATCHOPT_BACKEND"
+        else:
+            where = "opt.backend"
+        if backend not in BACKENDS:
+            raise ValueError(f"{where} is {backend!r}; expected one of {', '.join(BACKENDS)}")
+        if backend == "numpy":
+            return False
+        if not fused.available():
+            if backend == "fused":
+                raise ImportError(f"{where} is 'fused', which needs numba: pip install 'scratchopt[fast]'")
+            return False
+        return True
 
     def _params_for(self, grads, params):
         if params is None:
@@ -348,11 +461,14 @@ class Optimizer:
             raise TypeError(f"gradient_accumulation_steps={s!r} is not an integer: Keras accepts it "
                             "at construction and fails at the first step, and so does scratchopt")
         for i, g, p in pairs:
-            _check_param(p, f"params[{i}]")
-            try:
-                namespace(p, g)
-            except TypeError as error:
-                raise TypeError(f"grads[{i}] and params[{i}]: {error}") from None
+            # Two plain NumPy arrays (the common case, checked quickly: a step may have
+            # thousands of pairs) need only the dtype checks; anything else, all checks.
+            if not (type(p) is np.ndarray and type(g) is np.ndarray and p.dtype in _FLOAT_DTYPES):
+                _check_param(p, f"params[{i}]")
+                try:
+                    namespace(p, g)
+                except TypeError as error:
+                    raise TypeError(f"grads[{i}] and params[{i}]: {error}") from None
             if g.dtype not in _GRAD_DTYPES:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype}; gradients must be float16/32/64")
             if g.shape != p.shape:
@@ -360,9 +476,9 @@ class Optimizer:
             if self.gradient_accumulation_steps and g.dtype != p.dtype:
                 raise TypeError(f"grads[{i}] is {g.dtype} for a {p.dtype} param: with gradient "
                                 "accumulation the dtypes must match (Keras fails here too)")
-        dtypes = {str(g.dtype) for _, g, _ in pairs}
+        dtypes = {g.dtype for _, g, _ in pairs}  # dtype objects: str(dtype) costs ~10 us each
         if self.global_clipnorm and self.global_clipnorm > 0 and len(dtypes) > 1:
-            raise TypeError(f"global_clipnorm needs gradients of one dtype, got {sorted(dtypes)} "
+            raise TypeError(f"global_clipnorm needs gradients of one dtype, got {sorted(map(str, dtypes))} "
                             "(Keras fails here too)")
 
     def _step(self, grads, indices):
@@ -383,32 +499,57 @@ class Optimizer:
             self._update_moving_averages()
 
     def _update(self, grads, indices):
-        """Clip, decay the weights, then run the rule on each parameter."""
+        """Clip, decay the weights, then run the rule on each parameter (or packed buffer)."""
         grads = self._clip(grads)
         lr = self._current_learning_rate()
+        # A packed buffer is stepped whole when each of its params has a gradient this step;
+        # the others (and every param of an unpacked optimizer) are stepped one by one.
+        present = set(indices)
+        whole = [pack for pack in self._packs if present.issuperset(pack.indices)]
+        in_whole = {i for pack in whole for i in pack.indices}
         if self.weight_decay is not None:
-            for i in indices:
-                if self._decays[i]:
-                    w = self._params[i]
-                    w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr)
+            # Elementwise, so a whole buffer decays as its params would one by one; a buffer
+            # holding an excluded param decays param by param.
+            flat = [pack for pack in whole if all(self._decays[i] for i in pack.indices)]
+            done = {i for pack in flat for i in pack.indices}
+            decaying = [pack.param for pack in flat] + [
+                self._params[i] for i in indices if self._decays[i] and i not in done]
+            for w in decaying:
+                w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr)
         scalars = {}
-        for g, i in zip(grads, indices):
-            var = self._params[i]
-            dtype = var.dtype
+
+        def scalars_for(dtype):
             if dtype not in scalars:
                 scalars[dtype] = self.scalars(dtype.type(lr), self.iterations, dtype)
+            return scalars[dtype]
+
+        by_index = dict(zip(indices, grads))
+        for pack in whole:
+            g = pack.gather([by_index[i] for i in pack.indices])
+            self._run_rule(g, pack.param, list(pack.slots), scalars_for(pack.param.dtype))
+        for g, i in zip(grads, indices):
+            if i in in_whole:
+                continue
+            var = self._params[i]
             slots = [self._slots[i].get(k) for k in self._slot_names]
-            self._run_rule(g.astype(dtype, copy=False), var, slots, scalars[dtype])
+            self._run_rule(g.astype(var.dtype, copy=False), var, slots, scalars_for(var.dtype))
 
     def _run_rule(self, g, var, slots, scalars):
         """``var, *slots = update(g, var, *slots, **scalars)``, written back in place.
 
-        On NumPy a large array goes through the rule in blocks of ``BLOCK_BYTES``: the
-        rule's temporaries then stay in the CPU cache instead of streaming through memory
-        (``python benchmarks/block_size.py`` measures it). The rule is elementwise, so
-        blocks give the same bits as one whole-array call.
+        The fused kernel (``fused.py``: the same rule compiled by numba into one loop) runs
+        it when this step allows it (``backend``, numba installed), the arrays are
+        C-contiguous NumPy float32/float64 arrays, and numba can compile the rule (the
+        built-in rules, always). Otherwise the rule runs as NumPy (or CuPy) array code,
+        the reference path: on NumPy a large array goes through it in blocks of
+        ``BLOCK_BYTES``, so the rule's temporaries stay in the CPU cache instead of
+        streaming through memory (``python benchmarks/block_size.py`` measures it). The
+        rule is elementwise, so blocks give the same bits as one whole-array call, and
+        the fused loop the same bits as both.
         """
         arrays = [g, var] + slots
+        if self._fused and fused.eligible(arrays) and fused.run(self.update, arrays, scalars):
+            return
         block = BLOCK_BYTES // var.itemsize
         if (var.size <= block or namespace(var) is not np
                 or not all(a is None or a.flags.c_contiguous for a in arrays)):
@@ -463,6 +604,41 @@ class Optimizer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items() if k != "name")
         return f"{type(self).__name__}({args})"
+
+
+@dataclasses.dataclass(eq=False)
+class _Pack:
+    """The params of one dtype in one flat buffer (``Optimizer.pack``), and their slots."""
+
+    indices: list  # the params in the buffer, by index, in buffer order
+    bounds: list  # (start, stop) of each in the buffer
+    param: np.ndarray = None
+    slots: list = dataclasses.field(default_factory=list)  # flat slot buffers, update's order (None: unused)
+    grad: np.ndarray = None  # packed_gradients(): the caller writes gradients here
+    grad_views: list = None
+    scratch: np.ndarray = None  # where other gradients are gathered
+
+    @property
+    def size(self):
+        return self.bounds[-1][1] if self.bounds else 0
+
+    def copy_in(self, arrays):
+        """One flat buffer holding ``arrays`` (in C order), and views of it shaped like them."""
+        flat = np.empty(self.size, arrays[0].dtype)
+        views = []
+        for a, (lo, hi) in zip(arrays, self.bounds):
+            flat[lo:hi] = a.reshape(-1)
+            views.append(flat[lo:hi].reshape(a.shape))
+        return flat, views
+
+    def gather(self, grads):
+        """The gradients of this buffer's params as one flat array in its dtype."""
+        if self.grad_views is not None and all(g is v for g, v in zip(grads, self.grad_views)):
+            return self.grad  # written in place by the caller: nothing to copy
+        if self.scratch is None:
+            self.scratch = np.empty(self.size, self.param.dtype)
+        # Cast to the param dtype on the way, by the same conversion as ``astype``.
+        return np.concatenate([g.reshape(-1) for g in grads], out=self.scratch, casting="same_kind")
 
 
 def _write_back(states, results):
