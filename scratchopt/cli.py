@@ -61,6 +61,12 @@ def demo(args):
     return schedules.main(path)
 
 
+def bench(args):
+    from . import bench as suite  # imported only for this command
+
+    return suite.main(args)
+
+
 def _keras_version():
     import keras
 
@@ -81,6 +87,18 @@ def main(argv=None):
                    help="optimizers: the precision of the run (float64 matches Keras bit for bit)")
     d.add_argument("--epochs", type=int, default=50, help="optimizers: epochs (default 50, the lesson's)")
     d.set_defaults(run=demo)
+    b = commands.add_parser("bench", help="time every component on every backend and peer, against the "
+                                           "memory-bandwidth floor")
+    b.add_argument("--quick", action="store_true", help="sizes 1e3, 1e5, 1e7 and few repeats (under a minute)")
+    b.add_argument("--sizes", help="comma-separated element counts, e.g. 1e3,1e6 (default 1e3 ... 1e8)")
+    b.add_argument("--components", help="comma-separated, e.g. adam,batchnorm (default: all)")
+    b.add_argument("--backends", help="comma-separated backends, peers and floors to run (default: all)")
+    b.add_argument("--devices", help="cpu, gpu or cpu,gpu (default: both; gpu when CuPy sees a device)")
+    b.add_argument("--repeats", type=int, help="exactly this many timed calls per row (default: by duration)")
+    b.add_argument("--out", help="results folder (default benchmarks/results/<device>/ in a checkout, "
+                                 "else ./bench-results/)")
+    b.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    b.set_defaults(run=bench)
     args = parser.parse_args(argv)
     return args.run(args)
 

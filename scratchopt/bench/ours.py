@@ -1,0 +1,175 @@
+"""scratchopt's own backends: the NumPy reference, the fused CPU path, CuPy, fused CuPy.
+
+Each ``build_*`` function takes a component, its shared inputs (``components.inputs``) and
+returns ``(step, method)``: ``step()`` runs one step on private copies, in place, and
+``method`` says in words what is timed. A backend that cannot run says why by raising
+``Unavailable``; the runner turns that into a note instead of a row.
+
+How the optimizers' paths are chosen: ``Optimizer.backend`` (``"numpy"`` forces the
+reference path, ``"fused"`` the numba kernel; see ``scratchopt/optimizers/base.py``). The
+fused row checks, on its warm-up step, that the fused kernel really ran.
+"""
+
+import importlib
+
+from .components import split
+
+
+class Unavailable(Exception):
+    """This backend cannot run this component here; the message says why."""
+
+
+OURS = ("numpy", "cpu-fused", "cupy", "cupy-fused")
+
+
+def fused_cpu_status():
+    """``(True, None)`` when the fused CPU path can run, else ``(False, why not)``."""
+    try:
+        fused = importlib.import_module("scratchopt.optimizers.fused")
+        base = importlib.import_module("scratchopt.optimizers.base")
+    except ImportError as error:
+        return False, f"scratchopt.optimizers.fused does not import ({error})"
+    if "fused" not in getattr(base, "BACKENDS", ()):
+        return False, "Optimizer has no backend switch for the fused path yet"
+    if not fused.available():
+        return False, "numba is not installed (pip install \"scratchopt[fast]\")"
+    return True, None
+
+
+def fused_gpu_status():
+    """Whether scratchopt has a fused CuPy kernel for the optimizers (issue 5, item 1)."""
+    try:
+        fused = importlib.import_module("scratchopt.optimizers.fused")
+    except ImportError:
+        fused = None
+    check = getattr(fused, "cupy_available", None)
+    if check is None:
+        return False, "scratchopt has no fused CuPy kernel yet (only the CuPy array path)"
+    if not check():
+        return False, "the fused CuPy kernel is not available here"
+    return True, None
+
+
+def status(gpu_reason):
+    """``{backend: (available, reason)}`` for our four backends on this machine."""
+    fused_ok, fused_why = fused_cpu_status()
+    result = {"numpy": (True, None), "cpu-fused": (fused_ok, fused_why)}
+    if gpu_reason:
+        result["cupy"] = result["cupy-fused"] = (False, gpu_reason)
+    else:
+        result["cupy"] = (True, None)
+        result["cupy-fused"] = fused_gpu_status()
+    return result
+
+
+def build(backend, component, data):
+    """``(step, method)`` for our ``backend`` on ``data`` (already on the right device)."""
+    if component.family == "optimizer":
+        return _optimizer(backend, component, data)
+    if backend in ("cpu-fused", "cupy-fused"):
+        raise Unavailable(f"{backend} covers the optimizers only")
+    if component.family == "layer":
+        return _layer(component, data)
+    return _clipping(component, data)
+
+
+def _copy(a):
+    return a.copy()
+
+
+def _optimizer(backend, component, data):
+    from .. import optimizers
+
+    name, kwargs = component.optimizer
+    opt = getattr(optimizers, name)(**kwargs)
+    params = [a.copy() for a in split(data["w"], component.tensors)]
+    grads = split(data["g"], component.tensors)
+    path = {"numpy": "numpy", "cpu-fused": "fused", "cupy": "numpy", "cupy-fused": "fused"}[backend]
+    if hasattr(type(opt), "backend"):
+        opt.backend = path
+    elif path == "fused":
+        raise Unavailable("Optimizer has no backend switch for the fused path yet")
+    where = {"numpy": "NumPy path", "cpu-fused": "fused path", "cupy": "CuPy path",
+             "cupy-fused": "fused CuPy path"}[backend]
+    if component.tensors > 1:
+        where += f", {component.tensors} tensors"
+        if backend == "cpu-fused" and hasattr(opt, "pack"):
+            params = opt.pack(params)  # one buffer: one kernel per step
+            where += " pack()ed"
+            if hasattr(opt, "packed_gradients"):
+                packed = opt.packed_gradients()
+                for dst, src in zip(packed, grads):
+                    dst[...] = src
+                grads = packed
+                where += ", gradients in packed_gradients()"
+        else:
+            where += " one by one"
+    ran = _fused_calls()
+    with ran:
+        opt.apply(grads, params)  # the first step builds the slots (and compiles the kernel)
+    if path == "fused" and backend == "cpu-fused" and not ran.count:
+        raise Unavailable("the step did not take the fused kernel (arrays not eligible?)")
+    if path == "numpy" and ran.count:
+        raise RuntimeError("opt.backend = 'numpy' still ran the fused kernel")
+    return (lambda: opt.apply(grads, params)), f"{name}.apply, {where}"
+
+
+class _fused_calls:
+    """Counts calls of ``fused.run`` inside a ``with`` block (0 when there is no fused module)."""
+
+    def __init__(self):
+        self.count = 0
+        try:
+            self.module = importlib.import_module("scratchopt.optimizers.fused")
+        except ImportError:
+            self.module = None
+
+    def __enter__(self):
+        if self.module is not None and hasattr(self.module, "run"):
+            original = self.original = self.module.run
+
+            def counted(*args, **kwargs):
+                self.count += 1
+                return original(*args, **kwargs)
+
+            self.module.run = counted
+        return self
+
+    def __exit__(self, *exc):
+        if self.module is not None and hasattr(self, "original"):
+            self.module.run = self.original
+        return False
+
+
+def _layer(component, data):
+    from .. import layers
+
+    x, dy = data["x"], data["dy"]
+    layer = {"batchnorm": lambda: layers.BatchNormalization(),
+             "layernorm": lambda: layers.LayerNormalization(),
+             "dropout": lambda: layers.Dropout(0.5, seed=0)}[component.name]()
+
+    def step():
+        layer(x, training=True)
+        return layer.backward(dy)
+
+    return step, f"{type(layer).__name__}(x, training=True) + backward(dy)"
+
+
+def _clipping(component, data):
+    from .. import clipping
+
+    grads = data["grads"]
+    if component.name == "clip_norm":
+        return (lambda: clipping.clip_by_norm(grads, 1.0)), "clipping.clip_by_norm(grads, 1.0)"
+    return (lambda: clipping.clip_by_global_norm(grads, 1.0)), "clipping.clip_by_global_norm(grads, 1.0)"
+
+
+def layers_status():
+    """``(True, None)`` when ``scratchopt.layers`` imports, else ``(False, why not)``."""
+    try:
+        importlib.import_module("scratchopt.layers")
+    except Exception as error:  # noqa: BLE001 (being written, or broken: say so instead of failing)
+        return False, f"scratchopt.layers does not import: {type(error).__name__}: {error}"
+    return True, None
+
