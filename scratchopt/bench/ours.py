@@ -37,16 +37,11 @@ def fused_cpu_status():
 
 
 def fused_gpu_status():
-    """Whether scratchopt has a fused CuPy kernel for the optimizers (issue 5, item 1)."""
-    try:
-        fused = importlib.import_module("scratchopt.optimizers.fused")
-    except ImportError:
-        fused = None
-    check = getattr(fused, "cupy_available", None)
-    if check is None:
-        return False, "scratchopt has no fused CuPy kernel yet (only the CuPy array path)"
-    if not check():
-        return False, "the fused CuPy kernel is not available here"
+    """``(True, None)`` when the fused CuPy kernel can run, else ``(False, why not)``."""
+    from ..optimizers import fused_gpu
+
+    if not fused_gpu.available():
+        return False, "CuPy sees no CUDA device"
     return True, None
 
 
@@ -93,7 +88,7 @@ def _optimizer(backend, component, data):
              "cupy-fused": "fused CuPy path"}[backend]
     if component.tensors > 1:
         where += f", {component.tensors} tensors"
-        if backend == "cpu-fused" and hasattr(opt, "pack"):
+        if backend in ("cpu-fused", "cupy-fused"):
             params = opt.pack(params)  # one buffer: one kernel per step
             where += " pack()ed"
             if hasattr(opt, "packed_gradients"):
@@ -107,7 +102,7 @@ def _optimizer(backend, component, data):
     ran = _fused_calls()
     with ran:
         opt.apply(grads, params)  # the first step builds the slots (and compiles the kernel)
-    if path == "fused" and backend == "cpu-fused" and not ran.count:
+    if path == "fused" and not ran.count:
         raise Unavailable("the step did not take the fused kernel (arrays not eligible?)")
     if path == "numpy" and ran.count:
         raise RuntimeError("opt.backend = 'numpy' still ran the fused kernel")
@@ -115,29 +110,31 @@ def _optimizer(backend, component, data):
 
 
 class _fused_calls:
-    """Counts calls of ``fused.run`` inside a ``with`` block (0 when there is no fused module)."""
+    """Counts the fused kernels (``fused.run``, ``fused_gpu.run``) run inside a ``with`` block."""
 
     def __init__(self):
+        from ..optimizers import fused, fused_gpu
+
         self.count = 0
-        try:
-            self.module = importlib.import_module("scratchopt.optimizers.fused")
-        except ImportError:
-            self.module = None
+        self.modules = (fused, fused_gpu)
 
     def __enter__(self):
-        if self.module is not None and hasattr(self.module, "run"):
-            original = self.original = self.module.run
-
-            def counted(*args, **kwargs):
-                self.count += 1
-                return original(*args, **kwargs)
-
-            self.module.run = counted
+        self.originals = [m.run for m in self.modules]
+        for module, original in zip(self.modules, self.originals):
+            module.run = self._counted(original)
         return self
 
+    def _counted(self, original):
+        def counted(*args, **kwargs):
+            ran = original(*args, **kwargs)
+            self.count += bool(ran)
+            return ran
+
+        return counted
+
     def __exit__(self, *exc):
-        if self.module is not None and hasattr(self, "original"):
-            self.module.run = self.original
+        for module, original in zip(self.modules, self.originals):
+            module.run = original
         return False
 
 

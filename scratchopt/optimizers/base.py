@@ -25,10 +25,11 @@ Keras conventions that decide the bits, kept here:
 * ``iterations`` counts optimizer steps; with gradient accumulation over ``s`` calls it
   is ``calls // s``, while schedules still see the raw call count.
 
-How the rule runs (``Optimizer._run_rule``, the one place that chooses): through a fused
-numba kernel compiled from the rule itself (``fused.py``; needs the ``fast`` extra) when
-every array is a C-contiguous NumPy float32/float64 array, else as NumPy array code, the
-reference. Both give the same bits. ``opt.backend = "numpy"`` or the environment variable
+How the rule runs (``Optimizer._run_rule``, the one place that chooses): on NumPy arrays,
+through a fused numba kernel compiled from the rule itself (``fused.py``; needs the
+``fast`` extra) when every array is a C-contiguous float32/float64 array; on CuPy arrays,
+through one CUDA kernel traced from the rule itself (``fused_gpu.py``); else as array
+code, the reference. Each fused path gives its array path's bits. ``opt.backend = "numpy"`` or the environment variable
 ``SCRATCHOPT_BACKEND=numpy`` forces the reference path. ``params = opt.pack(params)``
 puts all params of one dtype in one buffer, so that a step runs the rule once per dtype
 instead of once per param (see ``pack``).
@@ -47,7 +48,7 @@ import numpy as np
 from .. import clipping
 from ..backend import namespace
 from ..numerics import as_dtype, tf_arithmetic, through_float32
-from . import fused
+from . import fused, fused_gpu
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {
@@ -91,9 +92,11 @@ class Optimizer:
     """
 
     defaults = {"learning_rate": 0.001}
-    #: Which path runs the update rule (see ``BACKENDS``): ``"auto"`` takes the fused numba
-    #: kernel for the arrays it can run on and NumPy for the rest, ``"numpy"`` the NumPy
-    #: reference path always, ``"fused"`` is ``"auto"`` that fails when numba is missing.
+    #: Which path runs the update rule (see ``BACKENDS``): ``"auto"`` takes the fused kernel
+    #: (numba on NumPy arrays, CUDA on CuPy arrays) for the arrays it can run on and array
+    #: code for the rest, ``"numpy"`` the array-code reference path always (NumPy, or CuPy
+    #: for CuPy arrays), ``"fused"`` is ``"auto"`` that fails when NumPy params meet a
+    #: machine without numba.
     #: Set it on an instance (``opt.backend = "numpy"``); under ``"auto"`` the environment
     #: variable ``SCRATCHOPT_BACKEND``, when set, decides instead.
     backend = "auto"
@@ -275,13 +278,12 @@ class Optimizer:
         refuses them). What is per tensor stays per tensor: ``clipnorm`` and
         ``global_clipnorm`` act on each gradient before the gradients are gathered into one
         buffer, weight decay skips excluded params, and a step where some param of a dtype
-        has no gradient steps that dtype's params one by one. NumPy params only.
+        has no gradient steps that dtype's params one by one. NumPy and CuPy params are
+        packed alike, one buffer per dtype and device (on CuPy the step is then one CUDA
+        kernel per dtype: ``fused_gpu.py``).
         """
         params = list(params)
         for i, p in enumerate(params):
-            if not isinstance(p, np.ndarray):
-                raise TypeError(f"params[{i}] is a {type(p).__module__}.{type(p).__name__}: "
-                                "pack() packs NumPy arrays only")
             _check_param(p, f"params[{i}]")
         if self._packs:
             raise ValueError("this optimizer's params are already packed")
@@ -292,8 +294,8 @@ class Optimizer:
         self.build(params, names)
         views = list(params)
         slots = [dict(s) for s in self._slots]
-        for dtype in dict.fromkeys(p.dtype for p in params):
-            indices = [i for i, p in enumerate(params) if p.dtype == dtype]
+        for key in dict.fromkeys(_pack_key(p) for p in params):
+            indices = [i for i, p in enumerate(params) if _pack_key(p) == key]
             ends = itertools.accumulate((params[i].size for i in indices), initial=0)
             pack = _Pack(indices, list(itertools.pairwise(ends)))
             pack.param, new = pack.copy_in([params[i] for i in indices])
@@ -326,7 +328,8 @@ class Optimizer:
         views = [None] * len(self._params)
         for pack in self._packs:
             if pack.grad is None:
-                pack.grad, pack.grad_views = pack.copy_in([np.zeros_like(self._params[i]) for i in pack.indices])
+                zeros = [namespace(self._params[i]).zeros_like(self._params[i]) for i in pack.indices]
+                pack.grad, pack.grad_views = pack.copy_in(zeros)
             for i, view in zip(pack.indices, pack.grad_views):
                 views[i] = view
         return views
@@ -412,7 +415,7 @@ class Optimizer:
         if len(pairs) < len(grads):
             warnings.warn(f"Gradients do not exist for {len(grads) - len(pairs)} of the params.", stacklevel=2)
         self._check_pairs(pairs)
-        self._fused = self._fused_wanted()
+        self._fused = self._fused_wanted(p for _, _, p in pairs)
         if not self.built:
             self.build(params)
         grads = [g for _, g, _ in pairs]
@@ -421,8 +424,8 @@ class Optimizer:
             self._step(grads, indices)
         self._iterations += 1
 
-    def _fused_wanted(self):
-        """Whether this step may use the fused kernel (``backend`` and SCRATCHOPT_BACKEND)."""
+    def _fused_wanted(self, params):
+        """Whether this step may use the fused kernels (``backend`` and SCRATCHOPT_BACKEND)."""
         backend = self.backend
         if backend == "auto":
             backend = os.environ.get("SCRATCHOPT_BACKEND") or "auto"
@@ -433,10 +436,8 @@ class Optimizer:
             raise ValueError(f"{where} is {backend!r}; expected one of {', '.join(BACKENDS)}")
         if backend == "numpy":
             return False
-        if not fused.available():
-            if backend == "fused":
-                raise ImportError(f"{where} is 'fused', which needs numba: pip install 'scratchopt[fast]'")
-            return False
+        if backend == "fused" and not fused.available() and any(isinstance(p, np.ndarray) for p in params):
+            raise ImportError(f"{where} is 'fused', which needs numba: pip install 'scratchopt[fast]'")
         return True
 
     def _params_for(self, grads, params):
@@ -537,10 +538,11 @@ class Optimizer:
     def _run_rule(self, g, var, slots, scalars):
         """``var, *slots = update(g, var, *slots, **scalars)``, written back in place.
 
-        The fused kernel (``fused.py``: the same rule compiled by numba into one loop) runs
-        it when this step allows it (``backend``, numba installed), the arrays are
-        C-contiguous NumPy float32/float64 arrays, and numba can compile the rule (the
-        built-in rules, always). Otherwise the rule runs as NumPy (or CuPy) array code,
+        A fused kernel runs it when this step allows it (``backend``) and the arrays suit
+        it: on C-contiguous NumPy float32/float64 arrays, the rule compiled by numba into
+        one loop (``fused.py``, when numba is installed); on CuPy float32/float64 arrays of
+        one shape, the rule traced into one CUDA kernel (``fused_gpu.py``). The built-in
+        rules always compile; a custom one that cannot falls back with a warning. Otherwise the rule runs as NumPy (or CuPy) array code,
         the reference path: on NumPy a large array goes through it in blocks of
         ``BLOCK_BYTES``, so the rule's temporaries stay in the CPU cache instead of
         streaming through memory (``python benchmarks/block_size.py`` measures it). The
@@ -548,8 +550,10 @@ class Optimizer:
         the fused loop the same bits as both.
         """
         arrays = [g, var] + slots
-        if self._fused and fused.eligible(arrays) and fused.run(self.update, arrays, scalars):
-            return
+        if self._fused:
+            kernel = fused if isinstance(var, np.ndarray) else fused_gpu
+            if kernel.available() and kernel.eligible(arrays) and kernel.run(self.update, arrays, scalars):
+                return
         block = BLOCK_BYTES // var.itemsize
         if (var.size <= block or namespace(var) is not np
                 or not all(a is None or a.flags.c_contiguous for a in arrays)):
@@ -624,7 +628,7 @@ class _Pack:
 
     def copy_in(self, arrays):
         """One flat buffer holding ``arrays`` (in C order), and views of it shaped like them."""
-        flat = np.empty(self.size, arrays[0].dtype)
+        flat = namespace(arrays[0]).empty(self.size, arrays[0].dtype)
         views = []
         for a, (lo, hi) in zip(arrays, self.bounds):
             flat[lo:hi] = a.reshape(-1)
@@ -635,10 +639,16 @@ class _Pack:
         """The gradients of this buffer's params as one flat array in its dtype."""
         if self.grad_views is not None and all(g is v for g, v in zip(grads, self.grad_views)):
             return self.grad  # written in place by the caller: nothing to copy
+        xp = namespace(self.param)
         if self.scratch is None:
-            self.scratch = np.empty(self.size, self.param.dtype)
+            self.scratch = xp.empty(self.size, self.param.dtype)
         # Cast to the param dtype on the way, by the same conversion as ``astype``.
-        return np.concatenate([g.reshape(-1) for g in grads], out=self.scratch, casting="same_kind")
+        return xp.concatenate([g.reshape(-1) for g in grads], out=self.scratch, casting="same_kind")
+
+
+def _pack_key(p):
+    """Params share a buffer when they share a dtype and an array module (device)."""
+    return p.dtype, namespace(p).__name__
 
 
 def _write_back(states, results):

@@ -74,7 +74,7 @@ _X86 = platform.machine() in ("x86_64", "AMD64")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _lock = threading.Lock()
 _kernels = {}
-_unfusable = {}  # rule -> the error numba gave compiling it
+_unfusable = {}  # (rule, path) -> the error a fused path gave compiling it
 
 
 @functools.cache
@@ -115,17 +115,9 @@ def run(rule, arrays, scalars):
     (a custom optimizer's rule may use what numba does not support): the caller then runs
     the NumPy path, and a ``RuntimeWarning`` says why, once per rule.
     """
-    if rule in _unfusable:
+    if gave_up(rule, "fused path"):
         return False
-    dtype = arrays[1].dtype.type
-    literals, values = [], []
-    for name, value in scalars.items():
-        if value is None or isinstance(value, (bool, np.bool_)):
-            literals.append((name, None if value is None else bool(value)))
-        elif isinstance(value, np.generic):
-            values.append(value)
-        else:  # a Python number: rounded to the array dtype, as NumPy 2 treats it
-            values.append(dtype(value))
+    literals, values = split_scalars(scalars, arrays[1].dtype.type)
     parallel = arrays[1].nbytes >= PARALLEL_MIN_BYTES and _threads() > 1
     missing = tuple(a is None for a in arrays)
     import numba
@@ -136,11 +128,35 @@ def run(rule, arrays, scalars):
         # raise (no bounds checks, IEEE division): an error here means nothing was written.
         kernel(*[a.reshape(-1) for a in arrays if a is not None], *values)
     except (numba.core.errors.NumbaError, TypeError, AttributeError) as error:
-        _unfusable[rule] = error
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        warnings.warn(f"the fused path cannot compile {rule.__module__}.{rule.__qualname__} "
-                      f"({first}); it runs on the NumPy path instead", RuntimeWarning, stacklevel=4)
+        gave_up(rule, "fused path", error)
         return False
+    return True
+
+
+def split_scalars(scalars, dtype):
+    """``(literals, values)``: the bool/None scalars as ``(name, value)`` pairs, which the
+    kernel takes as constants, and the others in ``dtype`` (a Python number is rounded to
+    the array dtype, as NumPy 2 treats it next to an array), in ``scalars``' order."""
+    literals, values = [], []
+    for name, value in scalars.items():
+        if value is None or isinstance(value, (bool, np.bool_)):
+            literals.append((name, None if value is None else bool(value)))
+        elif isinstance(value, np.generic):
+            values.append(value)
+        else:
+            values.append(dtype(value))
+    return literals, values
+
+
+def gave_up(rule, path, error=None):
+    """Whether the fused ``path`` already failed on ``rule``; with ``error``, record that it
+    did and warn, once, that ``rule`` runs as array code there instead."""
+    if error is None:
+        return (rule, path) in _unfusable
+    _unfusable[rule, path] = error
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    warnings.warn(f"the {path} cannot compile {rule.__module__}.{rule.__qualname__} "
+                  f"({first}); it runs as array code instead", RuntimeWarning, stacklevel=5)
     return True
 
 
