@@ -45,7 +45,7 @@ def inputs(dtype, case, seed=0):
 def final_state(name, kwargs, params, steps, xp, backend):
     opt = getattr(optimizers, name)(learning_rate=0.01, **kwargs)
     opt.backend = backend
-    params = [xp.asarray(p) for p in params]
+    params = [xp.array(p, copy=True) for p in params]  # the caller's arrays stay as they are
     for grads in steps:
         opt.apply([xp.asarray(g) for g in grads], params)
     slots = [s[k] for s in opt.state_dict()["slots"] for k in sorted(s)]
