@@ -71,6 +71,8 @@ _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: slower at 1e7 elements in ``benchmarks/block_size.py``.
 BLOCK_BYTES = 1 << 16
 _GRAD_DTYPES = (np.dtype(np.float16),) + _FLOAT_DTYPES
+#: Array types that passed ``_check_param`` and ``namespace`` (``np.ndarray``, CuPy's ndarray).
+_ARRAY_TYPES = {np.ndarray}
 #: The values of ``Optimizer.backend`` and of the environment variable ``SCRATCHOPT_BACKEND``.
 BACKENDS = ("auto", "numpy", "fused")
 
@@ -462,14 +464,17 @@ class Optimizer:
             raise TypeError(f"gradient_accumulation_steps={s!r} is not an integer: Keras accepts it "
                             "at construction and fails at the first step, and so does scratchopt")
         for i, g, p in pairs:
-            # Two plain NumPy arrays (the common case, checked quickly: a step may have
-            # thousands of pairs) need only the dtype checks; anything else, all checks.
-            if not (type(p) is np.ndarray and type(g) is np.ndarray and p.dtype in _FLOAT_DTYPES):
+            # Two arrays of one array type already seen to be NumPy's or CuPy's (the common
+            # case, checked quickly: a step may have thousands of pairs) need only the dtype
+            # checks; anything else, all checks.
+            if not (type(p) is type(g) and type(p) in _ARRAY_TYPES and p.dtype in _FLOAT_DTYPES):
                 _check_param(p, f"params[{i}]")
                 try:
                     namespace(p, g)
                 except TypeError as error:
                     raise TypeError(f"grads[{i}] and params[{i}]: {error}") from None
+                if type(p) is type(g):
+                    _ARRAY_TYPES.add(type(p))
             if g.dtype not in _GRAD_DTYPES:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype}; gradients must be float16/32/64")
             if g.shape != p.shape:
