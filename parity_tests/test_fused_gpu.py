@@ -104,6 +104,18 @@ def test_the_kernel_parameters_follow_the_unused_slots():
     assert kernel.name == "scratchopt_rmsprop_update"
 
 
+def test_a_rule_without_the_gradient_takes_none_for_it():
+    """The weight decay is a rule that ignores the gradient: no ``g`` parameter at all."""
+    from scratchopt.optimizers.base import decay
+
+    kernel = fused_gpu.trace(decay, (True, False), ("weight_decay", "lr"), {})
+    assert (kernel.in_params, kernel.out_params) == ("T weight_decay, T lr", "T var")
+    assert kernel.operation.splitlines() == ["T _0 = var * weight_decay;", "T _1 = _0 * lr;",
+                                             "T _2 = var - _1;", "var = _2;"]
+    with pytest.raises(TypeError, match="the variable cannot be None"):
+        fused_gpu.trace(decay, (False, True), ("weight_decay", "lr"), {})
+
+
 def _branches(g, var, *, lr):
     if g:  # on an array value: cannot be traced
         return var - lr * g,

@@ -81,6 +81,18 @@ def _is_real(x):
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
+def decay(g, var, *, weight_decay, lr):
+    """Decoupled weight decay, Keras's form, run just before the update rule: one more rule.
+
+        w = w - (w * weight_decay) * lr
+
+    The gradient is not used (it is passed as None). Written as a rule, the decay runs
+    on the same paths as ``update`` (one fused pass over the weights on the CPU and on the
+    GPU, or array code), instead of three array operations with their temporaries.
+    """
+    return (var - (var * weight_decay) * lr,)
+
+
 class Optimizer:
     """Base class: subclasses declare ``defaults``, ``slots()``, ``scalars()`` and ``update``.
 
@@ -521,7 +533,8 @@ class Optimizer:
             decaying = [pack.param for pack in flat] + [
                 self._params[i] for i in indices if self._decays[i] and i not in done]
             for w in decaying:
-                w[...] = w - (w * through_float32(self.weight_decay, w.dtype)) * w.dtype.type(lr)
+                scalars = {"weight_decay": through_float32(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
+                self._run_rule(None, w, [], scalars, rule=decay)
         scalars = {}
 
         def scalars_for(dtype):
@@ -540,8 +553,10 @@ class Optimizer:
             slots = [self._slots[i].get(k) for k in self._slot_names]
             self._run_rule(g.astype(var.dtype, copy=False), var, slots, scalars_for(var.dtype))
 
-    def _run_rule(self, g, var, slots, scalars):
-        """``var, *slots = update(g, var, *slots, **scalars)``, written back in place.
+    def _run_rule(self, g, var, slots, scalars, rule=None):
+        """``var, *slots = rule(g, var, *slots, **scalars)``, written back in place.
+
+        ``rule`` is the optimizer's ``update`` unless given (``decay``, the weight decay).
 
         A fused kernel runs it when this step allows it (``backend``) and the arrays suit
         it: on C-contiguous NumPy float32/float64 arrays, the rule compiled by numba into
@@ -554,20 +569,21 @@ class Optimizer:
         rule is elementwise, so blocks give the same bits as one whole-array call, and
         the fused loop the same bits as both.
         """
+        rule = rule or self.update
         arrays = [g, var] + slots
         if self._fused:
             kernel = fused if isinstance(var, np.ndarray) else fused_gpu
-            if kernel.available() and kernel.eligible(arrays) and kernel.run(self.update, arrays, scalars):
+            if kernel.available() and kernel.eligible(arrays) and kernel.run(rule, arrays, scalars):
                 return
         block = BLOCK_BYTES // var.itemsize
         if (var.size <= block or namespace(var) is not np
                 or not all(a is None or a.flags.c_contiguous for a in arrays)):
-            _write_back([var] + slots, self.update(g, var, *slots, **scalars))
+            _write_back([var] + slots, rule(g, var, *slots, **scalars))
             return
         flat = [None if a is None else a.reshape(-1) for a in arrays]
         for start in range(0, var.size, block):
             part = [None if a is None else a[start:start + block] for a in flat]
-            _write_back(part[1:], self.update(*part, **scalars))
+            _write_back(part[1:], rule(*part, **scalars))
 
     def _clip(self, grads):
         # Keras: a clip value that is 0 or negative silently disables clipping.

@@ -207,8 +207,8 @@ def source(rule, missing, scalar_names, literals, parallel):
     if len(array_names) != len(missing) or sorted(keyword_names) != sorted(scalar_names):
         raise TypeError(f"{rule.__qualname__}{inspect.signature(rule)} does not match "
                         f"{len(missing)} arrays and scalars {sorted(scalar_names)}")
-    if missing[0] or missing[1]:
-        raise TypeError("the gradient and the variable cannot be None")
+    if missing[1]:
+        raise TypeError("the variable cannot be None (a rule that ignores the gradient may take None)")
     if any(n.startswith("_") for n in array_names + keyword_names):
         raise TypeError(f"{rule.__qualname__}: names starting with '_' are the kernel's own")
     arrays = [n for n, gone in zip(array_names, missing) if not gone]

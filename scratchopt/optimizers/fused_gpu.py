@@ -127,7 +127,7 @@ def run(rule, arrays, scalars):
     try:
         kernel = _kernel(rule, missing, tuple(scalars), tuple(literals))
         # CuPy compiles a new dtype before launching: an error here means nothing was written.
-        kernel(arrays[0], *values, *[a for a in arrays[1:] if a is not None])
+        kernel(*arrays[:1 if arrays[0] is not None else 0], *values, *[a for a in arrays[1:] if a is not None])
     except (TypeError, ValueError, cupy.cuda.compiler.CompileException) as error:
         fused.gave_up(rule, PATH, error)
         return False
@@ -249,8 +249,8 @@ def trace(rule, missing, scalar_names, literals):
     if len(array_names) != len(missing) or sorted(keyword_names) != sorted(scalar_names):
         raise TypeError(f"{rule.__qualname__}{inspect.signature(rule)} does not match "
                         f"{len(missing)} arrays and scalars {sorted(scalar_names)}")
-    if missing[0] or missing[1]:
-        raise TypeError("the gradient and the variable cannot be None")
+    if missing[1]:
+        raise TypeError("the variable cannot be None (a rule that ignores the gradient may take None)")
     if any(n.startswith("_") or n == "i" for n in array_names + keyword_names):
         raise TypeError(f"{rule.__qualname__}: `i` and names starting with '_' are the kernel's own")
     tape = _Tape()
@@ -281,6 +281,7 @@ def trace(rule, missing, scalar_names, literals):
     lines += [f"{n} = {copies.get(v, v)};" for n, v in outputs.items() if v != n]
     module = rule.__module__.rsplit(".", 1)[-1]
     identifier = "".join(c if c.isalnum() else "_" for c in f"{module}_{rule.__qualname__}")
-    return Kernel(in_params=", ".join(f"T {n}" for n in [array_names[0]] + values),
+    inputs = ([] if missing[0] else [array_names[0]]) + values
+    return Kernel(in_params=", ".join(f"T {n}" for n in inputs),
                   out_params=", ".join(f"T {n}" for n in states),
                   operation="\n".join(lines), name=f"scratchopt_{identifier}", ops=tape.ops, outputs=outputs)
