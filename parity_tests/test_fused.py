@@ -355,6 +355,30 @@ def test_packed_steps_match_per_tensor_steps(info, gradients, data):
         assert_same_runs(reference, packed, f"{info} packed, {gradients}")
 
 
+@pytest.mark.parametrize("options, direct", [
+    ({}, True), ({"weight_decay": 0.1}, True), ({"use_ema": True}, True),
+    ({"weight_decay": 0.1, "exclude": [3]}, False), ({"clipnorm": 0.5}, False),
+    ({"clipvalue": 0.1}, False), ({"loss_scale_factor": 2.0}, False),
+    ({"gradient_accumulation_steps": 2}, False)], ids=str)
+def test_packed_gradients_step_the_buffers_directly_with_the_same_bits(options, direct):
+    """Passing packed_gradients() back skips the per-tensor walk (``_update``) when nothing is
+    per tensor; either way the bits are the per-tensor NumPy path's."""
+    from scratchopt.optimizers import base
+
+    rng = np.random.default_rng(3)
+    dtypes = [np.float32, np.float64] * 3
+    params = [mixed(rng, 40 + k, dtype) for k, dtype in enumerate(dtypes)]
+    steps = [[mixed(rng, 40 + k, dtype) for k, dtype in enumerate(dtypes)] for _ in range(4)]
+    options = dict(options)
+    exclude = options.pop("exclude", None)
+    kwargs = {"learning_rate": 0.01, "momentum": 0.9, **options}
+    reference = trajectory(SGD, kwargs, params, steps, backend="numpy", exclude=exclude)
+    with mock.patch.object(base.Optimizer, "_update", autospec=True, side_effect=base.Optimizer._update) as spy:
+        ours = trajectory(SGD, kwargs, params, steps, pack=True, in_place=True, exclude=exclude)
+    assert spy.called != direct
+    assert_same_runs(reference, ours, f"packed, {options}")
+
+
 CLIPS = [{}, {"clipnorm": 0.5}, {"global_clipnorm": 0.7}, {"clipvalue": 0.01}]
 
 
