@@ -9,6 +9,14 @@ side is scratchopt's optimizer, bit-identical to Keras. Printed: the largest abs
 difference in any weight over all steps, and the step size for scale.
 """
 
+import os
+import sys
+
+# Run as ``python docs/textbook_gap.py``, docs/ is first on sys.path, where docs/numbers.py
+# would stand in for the standard library's ``numbers`` (which NumPy imports): take docs/ out.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
 import argparse
 
 import numpy as np
