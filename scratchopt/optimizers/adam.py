@@ -43,6 +43,21 @@ class Adam(Optimizer):
     ``t = iterations + 1`` and the betas' powers through the C library's ``pow``, as TF's
     scalar kernel does. As in Keras nothing is validated: negative betas and
     ``beta_1 = 1.0`` are accepted.
+
+    Examples
+    --------
+    The first step moves every weight by about ``learning_rate``, whatever the size of
+    its gradient: at t = 1, ``m = 0.1 * g`` and ``sqrt(v) = sqrt(0.001) * |g|``, and
+    ``alpha = lr * sqrt(0.001) / 0.1``, so the step is ``lr * sign(g)`` (less a hair
+    for ``epsilon``).
+
+    >>> import numpy as np
+    >>> from scratchopt.optimizers import Adam
+    >>> w = np.array([1.0, 2.0, 3.0])
+    >>> opt = Adam(learning_rate=0.1)
+    >>> opt.apply([np.array([0.5, -3.0, 100.0])], [w])
+    >>> np.round(w, 4)
+    array([0.9, 2.1, 2.9])
     """
 
     defaults = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07,

@@ -21,6 +21,19 @@ class AdamW(Adam):
     refusal of ``weight_decay=None`` are AdamW's own. Against PyTorch's AdamW
     (``python docs/textbook_gap.py``) the gap, 4.5e-4 in 200 steps, is Adam's epsilon-hat;
     the decay itself has the same form.
+
+    Examples
+    --------
+    With a zero gradient Adam's step is exactly 0 (``m = v = 0``), so only the decay
+    moves the weights: ``w = w - (w * 0.5) * 0.1``, 5% smaller.
+
+    >>> import numpy as np
+    >>> from scratchopt.optimizers import AdamW
+    >>> w = np.array([2.0, -4.0])
+    >>> opt = AdamW(learning_rate=0.1, weight_decay=0.5)
+    >>> opt.apply([np.zeros(2)], [w])
+    >>> np.round(w, 4)
+    array([ 1.9, -3.8])
     """
 
     defaults = {"learning_rate": 0.001, "weight_decay": 0.004, "beta_1": 0.9, "beta_2": 0.999,

@@ -46,6 +46,19 @@ class RMSprop(Optimizer):
 
     The rule is ``update`` above. As in Keras nothing is validated: ``rho=2.0`` and a
     negative ``momentum`` are accepted, and ``momentum <= 0`` silently means no momentum.
+
+    Examples
+    --------
+    The first step is ``lr * g / sqrt(0.1 * g**2 + epsilon)``: about
+    ``lr / sqrt(1 - rho)`` = 3.16 times the learning rate, for any gradient size.
+
+    >>> import numpy as np
+    >>> from scratchopt.optimizers import RMSprop
+    >>> w = np.array([1.0, 1.0])
+    >>> opt = RMSprop(learning_rate=0.01)
+    >>> opt.apply([np.array([2.0, -0.5])], [w])
+    >>> np.round(w, 4)  # 1 -/+ 0.01 * 3.1623
+    array([0.9684, 1.0316])
     """
 
     defaults = {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-07,

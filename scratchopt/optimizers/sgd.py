@@ -41,6 +41,23 @@ class SGD(Optimizer):
     The rule is ``update`` above. Keras's checks are kept: ``momentum`` must be a Python
     float in [0, 1] (``0`` as an int and ``np.float32(0.9)`` are rejected, ``1.0`` is
     accepted); with ``momentum=0.0``, ``nesterov=True`` is silently plain SGD.
+
+    Examples
+    --------
+    With momentum the second step is longer than the first: the velocity carries the
+    first step over (lr and momentum are float32 values, hence the rounding).
+
+    >>> import numpy as np
+    >>> from scratchopt.optimizers import SGD
+    >>> w = np.array([1.0, 2.0])
+    >>> opt = SGD(learning_rate=0.1, momentum=0.9)
+    >>> g = np.array([1.0, -1.0])
+    >>> opt.apply([g], [w])  # m = -0.1 * g;            w = w + m
+    >>> np.round(w, 4)
+    array([0.9, 2.1])
+    >>> opt.apply([g], [w])  # m = 0.9 * m - 0.1 * g = -0.19 * g
+    >>> np.round(w, 4)
+    array([0.71, 2.29])
     """
 
     defaults = {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
