@@ -77,6 +77,23 @@ class LearningRateSchedule:
 
     A subclass sets ``self.dtype`` and writes ``rate(step)``: the formula on a NumPy array
     of steps already cast to ``dtype``, in Keras's operation order.
+
+    Examples
+    --------
+    A schedule of your own: halve the rate every 10 steps. An int step gives a Python
+    float; any optimizer takes the schedule as its ``learning_rate``.
+
+    >>> import numpy as np
+    >>> from scratchopt.schedules import LearningRateSchedule
+    >>> class Halving(LearningRateSchedule):
+    ...     def rate(self, step):
+    ...         return 0.5 ** np.floor(step / 10)
+    >>> schedule = Halving()
+    >>> schedule(0), schedule(10), schedule(25)
+    (1.0, 0.5, 0.25)
+    >>> from scratchopt.optimizers import SGD
+    >>> SGD(learning_rate=schedule).learning_rate  # at iterations = 0
+    1.0
     """
 
     dtype = np.dtype(np.float32)
@@ -125,6 +142,19 @@ class ExponentialDecay(LearningRateSchedule):
 
     ``staircase=True`` gives the lesson's "step decay": a constant rate within each block
     of ``decay_steps`` steps. Keras does not check ``decay_rate``: a negative one gives NaN.
+
+    Examples
+    --------
+    Halve the rate every 100 steps: at step 50 it is ``0.1 * 0.5**0.5`` = 0.0707107.
+    The values are float32 (``schedule(100)`` is 0.05000000074505806), hence ``round``.
+
+    >>> from scratchopt.schedules import ExponentialDecay
+    >>> schedule = ExponentialDecay(0.1, decay_steps=100, decay_rate=0.5)
+    >>> [round(schedule(step), 6) for step in (0, 50, 100, 200)]
+    [0.1, 0.070711, 0.05, 0.025]
+    >>> stairs = ExponentialDecay(0.1, decay_steps=100, decay_rate=0.5, staircase=True)
+    >>> round(stairs(150), 6)  # floor(150 / 100) = 1
+    0.05
     """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
@@ -164,6 +194,13 @@ class PiecewiseConstantDecay(LearningRateSchedule):
     sorted, and unsorted ones add several values (``[5, 2]`` gives ``v0 + v1`` at step 3).
     For an int step the boundaries are cast to int (a float boundary is truncated:
     ``3.7`` acts as 3); for a float step they are compared as floats.
+
+    Examples
+    --------
+    >>> from scratchopt.schedules import PiecewiseConstantDecay
+    >>> schedule = PiecewiseConstantDecay(boundaries=[100, 200], values=[0.5, 0.25, 0.125])
+    >>> [schedule(step) for step in (0, 100, 101, 200, 201)]  # a boundary keeps the earlier value
+    [0.5, 0.5, 0.25, 0.25, 0.125]
     """
 
     def __init__(self, boundaries, values, name="PiecewiseConstant"):
@@ -215,6 +252,16 @@ class PolynomialDecay(LearningRateSchedule):
 
     ``power=1`` is a straight line. With ``cycle=True`` the rate reaches
     ``end_learning_rate`` at ``step == k * decay_steps`` and jumps back up one step later.
+
+    Examples
+    --------
+    From 1.0 to 0.5 over 10 steps along a parabola: at step 5,
+    ``(1.0 - 0.5) * (1 - 0.5)**2 + 0.5`` = 0.625; after step 10 the rate stays at 0.5.
+
+    >>> from scratchopt.schedules import PolynomialDecay
+    >>> schedule = PolynomialDecay(1.0, decay_steps=10, end_learning_rate=0.5, power=2.0)
+    >>> [schedule(step) for step in (0, 5, 10, 20)]
+    [1.0, 0.625, 0.5, 0.5]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, end_learning_rate=0.0001, power=1.0,
@@ -252,6 +299,13 @@ class InverseTimeDecay(LearningRateSchedule):
 
         p    = step / decay_steps            (floor(p) with staircase=True)
         rate = initial_learning_rate / (1 + decay_rate * p)
+
+    Examples
+    --------
+    >>> from scratchopt.schedules import InverseTimeDecay
+    >>> schedule = InverseTimeDecay(1.0, decay_steps=10, decay_rate=1.0)
+    >>> [schedule(step) for step in (0, 10, 30)]  # 1 / (1 + step / 10)
+    [1.0, 0.5, 0.25]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
@@ -296,6 +350,19 @@ class CosineDecay(LearningRateSchedule):
     float32 cosine is still exactly -1, so the rate ends exactly at ``alpha`` times it;
     ``warmup_steps`` is ignored when ``warmup_target`` is None; ``alpha`` is not checked
     (``alpha=2`` makes the rate grow).
+
+    Examples
+    --------
+    Over 100 steps: at step 25, ``0.5 * (1 + cos(pi / 4))`` = 0.853553; at step 50, half
+    the rate; from step 100 on, ``alpha`` times it (here 0).
+
+    >>> from scratchopt.schedules import CosineDecay
+    >>> schedule = CosineDecay(1.0, decay_steps=100)
+    >>> [round(schedule(step), 6) for step in (0, 25, 50, 100, 200)]
+    [1.0, 0.853553, 0.5, 0.0, 0.0]
+    >>> warm = CosineDecay(0.0, decay_steps=100, warmup_target=1.0, warmup_steps=10)
+    >>> [round(warm(step), 6) for step in (0, 5, 10, 60)]  # linear warmup, then the cosine
+    [0.0, 0.5, 1.0, 0.5]
     """
 
     def __init__(self, initial_learning_rate, decay_steps, alpha=0.0, name="CosineDecay",
@@ -351,6 +418,19 @@ class WarmupCosineDecay(LearningRateSchedule):
     It is exactly Keras's ``CosineDecay(0.0, total_steps - warmup_steps,
     warmup_target=initial_learning_rate, warmup_steps=warmup_steps)`` (same operations in
     the same order), which is what the parity tests compare it with.
+
+    Examples
+    --------
+    Up to 1.0 in 10 steps, down to 0 at step 110, and 0 after it; the lesson's formula
+    is back at the full rate at step ``2 * 110 - 10`` = 210 (progress 2, ``cos(2 pi) = 1``).
+
+    >>> from scratchopt.schedules import WarmupCosineDecay
+    >>> schedule = WarmupCosineDecay(1.0, warmup_steps=10, total_steps=110)
+    >>> [round(schedule(step), 6) for step in (0, 5, 10, 60, 110, 210)]
+    [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    >>> from scratchopt.textbook import lesson_warmup_cosine
+    >>> lesson_warmup_cosine(210, initial_lr=1.0, warmup_steps=10, total_steps=110)
+    1.0
     """
 
     def __init__(self, initial_learning_rate, warmup_steps, total_steps, name="WarmupCosineDecay"):
@@ -395,6 +475,17 @@ class CosineDecayRestarts(LearningRateSchedule):
     Keras's quirks, kept: here ``1 - alpha`` is a float32 subtraction (``CosineDecay`` rounds
     a double); the floor ``alpha`` is not scaled by ``m_mul**i``; the default name is
     "SGDRDecay".
+
+    Examples
+    --------
+    Periods of 10, then 20 steps (``t_mul=2``), the second starting at half the height
+    (``m_mul=0.5``): step 9 is near the bottom, ``0.5 * (1 + cos(0.9 pi))`` = 0.024472;
+    step 10 restarts at 0.5; step 20 is halfway down the second period.
+
+    >>> from scratchopt.schedules import CosineDecayRestarts
+    >>> schedule = CosineDecayRestarts(1.0, first_decay_steps=10, t_mul=2.0, m_mul=0.5)
+    >>> [round(schedule(step), 6) for step in (0, 5, 9, 10, 20)]
+    [1.0, 0.5, 0.024472, 0.5, 0.25]
     """
 
     def __init__(self, initial_learning_rate, first_decay_steps, t_mul=2.0, m_mul=1.0, alpha=0.0,
