@@ -49,7 +49,15 @@ def _no_half(grads, name):
 
 @tf_arithmetic()  # flush-to-zero, and inf/NaN as results, as in TF
 def clip_by_value(grads, clipvalue):
-    """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``)."""
+    """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_value
+    >>> clip_by_value([np.array([-3.0, 0.5, 2.0]), None], 1.0)  # None passes through
+    [array([-1. ,  0.5,  1. ]), None]
+    """
     _positive("clipvalue", clipvalue)
 
     def clip(g):
@@ -61,7 +69,18 @@ def clip_by_value(grads, clipvalue):
 
 @tf_arithmetic()
 def clip_by_norm(grads, clipnorm):
-    """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``)."""
+    """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``).
+
+    Examples
+    --------
+    The first tensor's norm is 5, so it is divided by 5; the second's is 0.5, under the
+    limit, so it is kept (``(g * 1) / 1``): each tensor on its own.
+
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_norm
+    >>> clip_by_norm([np.array([3.0, 4.0]), np.array([0.3, 0.4])], 1.0)
+    [array([0.6, 0.8]), array([0.3, 0.4])]
+    """
     _positive("clipnorm", clipnorm)
     _no_half(grads, "clipnorm")
 
@@ -75,7 +94,15 @@ def clip_by_norm(grads, clipnorm):
 
 
 def global_norm(grads):
-    """``sqrt`` of the sum over tensors of each tensor's sum of squares (Keras's order)."""
+    """``sqrt`` of the sum over tensors of each tensor's sum of squares (Keras's order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.clipping import global_norm
+    >>> float(global_norm([np.array([6.0]), np.array([8.0])]))  # sqrt(36 + 64)
+    10.0
+    """
     grads = [g for g in grads if g is not None]
     _no_half(grads, "global_clipnorm")
     dtypes = {g.dtype for g in grads}
@@ -92,7 +119,18 @@ def global_norm(grads):
 
 @tf_arithmetic()
 def clip_by_global_norm(grads, global_clipnorm):
-    """All tensors rescaled by one factor so their joint L2 norm is at most ``global_clipnorm``."""
+    """All tensors rescaled by one factor so their joint L2 norm is at most ``global_clipnorm``.
+
+    Examples
+    --------
+    The joint norm is ``sqrt(6**2 + 8**2)`` = 10; to bring it to 5, every tensor is
+    multiplied by ``5 * min(1 / 10, 1 / 5)`` = 0.5, so the direction is kept.
+
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_global_norm
+    >>> clip_by_global_norm([np.array([6.0]), np.array([8.0])], 5.0)
+    [array([3.]), array([4.])]
+    """
     _positive("global_clipnorm", global_clipnorm)
     grads = list(grads)
     norm = global_norm(grads)

@@ -52,7 +52,26 @@ def _weights(w):
 
 
 class Regularizer:
-    """The shared part: ``reg(w)`` is the penalty (a Python float), ``reg.gradient(w)`` its gradient."""
+    """The shared part: ``reg(w)`` is the penalty (a Python float), ``reg.gradient(w)`` its gradient.
+
+    A subclass writes ``penalty(w)`` and ``penalty_gradient(w)``; the base class checks
+    ``w`` and runs them in TF's float environment (flush-to-zero).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.regularizers import Regularizer
+    >>> class Quartic(Regularizer):
+    ...     def penalty(self, w):
+    ...         return (w ** 4).sum()
+    ...     def penalty_gradient(self, w):
+    ...         return 4 * w ** 3
+    >>> w = np.array([1.0, -2.0])
+    >>> Quartic()(w)  # 1 + 16
+    17.0
+    >>> Quartic().gradient(w)  # 4 * [1, -8]
+    array([  4., -32.])
+    """
 
     def __call__(self, w):
         w = _weights(w)
@@ -94,6 +113,16 @@ class L1(Regularizer):
 
     Keras stores ``l1`` as a float32 tensor, so ``get_config()`` gives the float32 value
     (``L1(0.01).get_config() == {"l1": 0.009999999776482582}``); so does ours.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.regularizers import L1
+    >>> w = np.array([1.0, -2.0, 0.0])
+    >>> L1(0.5)(w)  # 0.5 * (1 + 2 + 0)
+    1.5
+    >>> L1(0.5).gradient(w)  # 0.5 * sign(w): the same pull on every non-zero weight
+    array([ 0.5, -0.5,  0. ])
     """
 
     def __init__(self, l1=0.01):
@@ -110,7 +139,18 @@ class L1(Regularizer):
 
 
 class L2(Regularizer):
-    """``l2 * sum(w**2)`` (no 1/2): pulls every weight toward 0 in proportion to its size."""
+    """``l2 * sum(w**2)`` (no 1/2): pulls every weight toward 0 in proportion to its size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.regularizers import L2
+    >>> w = np.array([1.0, -2.0])
+    >>> L2(0.5)(w)  # 0.5 * (1 + 4)
+    2.5
+    >>> L2(0.5).gradient(w)  # 2 * 0.5 * w: no 1/2 in the penalty, so a 2 here
+    array([ 1., -2.])
+    """
 
     def __init__(self, l2=0.01):
         self.l2 = _factor("l2", 0.01 if l2 is None else l2)
@@ -130,6 +170,16 @@ class L1L2(Regularizer):
 
     Keras's order: ``(0 + l1_term) + l2_term``. The defaults are 0, so ``L1L2(l2=0.1)`` has
     no L1 part (unlike ``keras.regularizers.l1_l2``'s documented 0.01 defaults).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.regularizers import L1L2
+    >>> w = np.array([1.0, -2.0])
+    >>> L1L2(l1=0.5, l2=0.25)(w)  # 0.5 * (1 + 2) + 0.25 * (1 + 4)
+    2.75
+    >>> L1L2(l1=0.5, l2=0.25).gradient(w)  # 0.5 * sign(w) + 0.25 * 2 * w
+    array([ 1. , -1.5])
     """
 
     def __init__(self, l1=0.0, l2=0.0):
