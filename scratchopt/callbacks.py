@@ -115,12 +115,30 @@ def _compare(op, x1, x2):
 
 
 def less(x1, x2):
-    """``x1 < x2`` as ``keras.ops.less`` decides it (Python floats compared in float32)."""
+    """``x1 < x2`` as ``keras.ops.less`` decides it (Python floats compared in float32).
+
+    Examples
+    --------
+    0.3 and 0.3 - 1e-10 are the same float32 number (float32's spacing near 0.3 is 3e-8):
+
+    >>> from scratchopt.callbacks import less
+    >>> 0.3 - 1e-10 < 0.3, less(0.3 - 1e-10, 0.3)
+    (True, False)
+    """
     return _compare(np.less, x1, x2)
 
 
 def greater(x1, x2):
-    """``x1 > x2`` as ``keras.ops.greater`` decides it."""
+    """``x1 > x2`` as ``keras.ops.greater`` decides it.
+
+    Examples
+    --------
+    1e-45 becomes float32's smallest subnormal, which TF's CPU kernels read as 0:
+
+    >>> from scratchopt.callbacks import greater
+    >>> greater(0.5, 0.25), greater(1e-45, 0.0)
+    (True, False)
+    """
     return _compare(np.greater, x1, x2)
 
 
@@ -155,7 +173,22 @@ def _monitor_arguments(monitor, mode, min_delta, verbose):
 
 
 class Callback:
-    """The hooks a training loop calls; each does nothing here. ``model`` is set by ``set_model``."""
+    """The hooks a training loop calls; each does nothing here. ``model`` is set by ``set_model``.
+
+    Examples
+    --------
+    A callback overrides the hooks it needs; ``Sequential.fit`` (or any loop) calls them:
+
+    >>> from scratchopt.callbacks import Callback
+    >>> class PrintLoss(Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         print(f"epoch {epoch}: loss {logs['loss']}")
+    >>> callback = PrintLoss()
+    >>> for epoch, loss in enumerate([0.5, 0.25]):
+    ...     callback.on_epoch_end(epoch, {"loss": loss})
+    epoch 0: loss 0.5
+    epoch 1: loss 0.25
+    """
 
     def __init__(self):
         self.model = None
@@ -251,6 +284,25 @@ class EarlyStopping(_Monitor):
     * Quirk: epoch 0 never stops training, not even with ``patience=0``.
     * Quirk: the best weights are restored at the end whenever a snapshot exists, even when
       training was not stopped early.
+
+    Examples
+    --------
+    With ``patience=2``, two epochs in a row without a new best stop training: the best
+    loss, 0.5, is at epoch 1; epochs 2 and 3 do not beat it, so epoch 3 sets
+    ``model.stop_training``.
+
+    >>> from types import SimpleNamespace
+    >>> from scratchopt.callbacks import EarlyStopping
+    >>> model = SimpleNamespace(stop_training=False)  # what a loop's model needs here
+    >>> stopper = EarlyStopping(monitor="loss", patience=2)
+    >>> stopper.set_model(model)
+    >>> stopper.on_train_begin()
+    >>> for epoch, loss in enumerate([1.0, 0.5, 0.6, 0.55, 0.4]):
+    ...     stopper.on_epoch_end(epoch, {"loss": loss})
+    ...     if model.stop_training:
+    ...         break
+    >>> epoch, stopper.stopped_epoch, stopper.best, stopper.best_epoch
+    (3, 3, 0.5, 1)
     """
 
     def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto",
@@ -345,6 +397,25 @@ class ReduceLROnPlateau(_Monitor):
     * Quirk: ``patience=0`` reduces at every epoch that does not improve.
     * Quirk: ``factor <= 0`` is accepted (Keras checks ``factor >= 1.0`` only); the rate then
       jumps to ``min_lr``.
+
+    Examples
+    --------
+    With ``patience=1`` every epoch that does not improve by more than ``min_delta``
+    (1e-4) halves the rate: epochs 1, 2 and 4.
+
+    >>> from types import SimpleNamespace
+    >>> from scratchopt.callbacks import ReduceLROnPlateau
+    >>> from scratchopt.optimizers import SGD
+    >>> model = SimpleNamespace(optimizer=SGD(learning_rate=0.5))
+    >>> plateau = ReduceLROnPlateau(monitor="loss", factor=0.5, patience=1)
+    >>> plateau.set_model(model)
+    >>> plateau.on_train_begin()
+    >>> rates = []
+    >>> for epoch, loss in enumerate([1.0, 1.0, 1.0, 0.5, 0.5]):
+    ...     plateau.on_epoch_end(epoch, {"loss": loss})
+    ...     rates.append(model.optimizer.learning_rate)
+    >>> rates
+    [0.5, 0.25, 0.125, 0.125, 0.0625]
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto",
@@ -427,6 +498,21 @@ class LearningRateScheduler(Callback):
       first epoch.
     * Quirk: the rate handed to the schedule has been through float32, so ``lr * 0.5`` on
       0.05 halves 0.05000000074505806.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from scratchopt.callbacks import LearningRateScheduler
+    >>> from scratchopt.optimizers import SGD
+    >>> model = SimpleNamespace(optimizer=SGD(learning_rate=0.5))
+    >>> scheduler = LearningRateScheduler(lambda epoch, lr: lr if epoch == 0 else lr * 0.5)
+    >>> scheduler.set_model(model)
+    >>> for epoch in range(3):
+    ...     scheduler.on_epoch_begin(epoch)
+    ...     print(epoch, model.optimizer.learning_rate)
+    0 0.5
+    1 0.25
+    2 0.125
     """
 
     def __init__(self, schedule, verbose=0):
