@@ -24,7 +24,27 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Layer:
-    """Base class: input checks, ``params`` / ``grads`` and the ``trainable`` flag."""
+    """Base class: input checks, ``params`` / ``grads`` and the ``trainable`` flag.
+
+    A subclass writes ``__call__`` (keeping in ``self._last`` what its backward needs,
+    the input under ``"x"``) and ``_backward(dy)``; ``backward`` checks ``dy`` first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.layers import Layer
+    >>> class Square(Layer):
+    ...     def __call__(self, x, training=False):
+    ...         self._last = {"x": self._input(x)}
+    ...         return x * x
+    ...     def _backward(self, dy):
+    ...         return 2 * self._last["x"] * dy
+    >>> square = Square()
+    >>> square(np.array([1.0, -3.0]))
+    array([1., 9.])
+    >>> square.backward(np.array([1.0, 1.0]))  # d(x**2)/dx = 2x
+    array([ 2., -6.])
+    """
 
     def __init__(self):
         self.params = {}  # name -> live array (what an optimizer updates)

@@ -56,6 +56,23 @@ class BatchNormalization(Layer):
     what those refuse, we refuse with the same exception; what they would quietly convert
     (``axis=1.5``, ``momentum="0.9"``) is a ``TypeError`` here, and so is a ``center`` or
     ``scale`` that is not a bool. Inputs need rank 2 or more.
+
+    Examples
+    --------
+    A batch of two samples, two channels. Channel 0 holds 1 and 3 (mean 2, variance 1),
+    channel 1 holds 2 and 6 (mean 4, variance 4): each becomes about -1 and +1
+    (``epsilon`` keeps it a hair short). The moving statistics take 1% of the batch's:
+    ``0.99 * 0 + 0.01 * mean`` and ``0.99 * 1 + 0.01 * var``.
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import BatchNormalization
+    >>> layer = BatchNormalization()
+    >>> x = np.array([[1.0, 2.0], [3.0, 6.0]])
+    >>> np.round(layer(x, training=True), 2)
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> np.round(layer.moving_mean, 4), np.round(layer.moving_variance, 4)
+    (array([0.02, 0.04]), array([1.  , 1.03]))
     """
 
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True):

@@ -86,6 +86,24 @@ class Dropout(Layer):
     ``layer(x, training=False, keep=None)``: the identity unless ``training``; ``keep``
     replaces the random draw. ``layer.keep`` is the mask used by the last training call
     (None when nothing was drawn).
+
+    Examples
+    --------
+    With ``rate=0.5`` a kept element is doubled (``1 / (1 - 0.5)``), a dropped one is 0;
+    the gradient flows through the kept elements only, doubled too.
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import Dropout
+    >>> layer = Dropout(0.5, seed=0)
+    >>> x = np.array([1.0, 2.0, 3.0, 4.0])
+    >>> layer(x)  # inference (training=False): the identity
+    array([1., 2., 3., 4.])
+    >>> layer(x, training=True, keep=np.array([True, False, True, False]))
+    array([2., 0., 6., 0.])
+    >>> layer.backward(np.ones(4))
+    array([2., 0., 2., 0.])
+    >>> np.unique(layer(np.ones(1000), training=True))  # a random mask: 0 or 2 everywhere
+    array([0., 2.])
     """
 
     def __init__(self, rate, noise_shape=None, seed=None):
@@ -215,7 +233,22 @@ def _data_format(data_format):
 
 
 class SpatialDropout1D(_SpatialDropout):
-    """``SpatialDropout1D(rate, seed=None)``: inputs ``(N, steps, C)``, mask ``(N, 1, C)``."""
+    """``SpatialDropout1D(rate, seed=None)``: inputs ``(N, steps, C)``, mask ``(N, 1, C)``.
+
+    Examples
+    --------
+    One draw per (sample, channel), shared by every step: a channel is kept or dropped
+    whole.
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import SpatialDropout1D
+    >>> layer = SpatialDropout1D(0.5, seed=0)
+    >>> y = layer(np.ones((2, 5, 3)), training=True)
+    >>> layer.keep.shape
+    (2, 1, 3)
+    >>> bool((y == y[:, :1, :]).all())  # each channel the same at all 5 steps
+    True
+    """
 
     rank = 3
 
@@ -224,7 +257,25 @@ class SpatialDropout1D(_SpatialDropout):
 
 
 class SpatialDropout2D(_SpatialDropout):
-    """``SpatialDropout2D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, C)`` / ``(N, C, 1, 1)``."""
+    """``SpatialDropout2D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, C)`` / ``(N, C, 1, 1)``.
+
+    Examples
+    --------
+    Drop the middle one of three feature maps (given mask): its 2 x 2 pixels are all 0,
+    the others' are all 2.
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import SpatialDropout2D
+    >>> layer = SpatialDropout2D(0.5)
+    >>> keep = np.array([True, False, True]).reshape(1, 1, 1, 3)
+    >>> y = layer(np.ones((1, 2, 2, 3)), training=True, keep=keep)
+    >>> y.sum(axis=(0, 1, 2))  # per channel: 4 pixels * 2
+    array([8., 0., 8.])
+    >>> first = SpatialDropout2D(0.5, data_format="channels_first", seed=0)
+    >>> _ = first(np.ones((1, 3, 2, 2)), training=True)
+    >>> first.keep.shape
+    (1, 3, 1, 1)
+    """
 
     rank = 4
 
@@ -236,7 +287,21 @@ class SpatialDropout2D(_SpatialDropout):
 
 
 class SpatialDropout3D(_SpatialDropout):
-    """``SpatialDropout3D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, 1, C)`` / ``(N, C, 1, 1, 1)``."""
+    """``SpatialDropout3D(rate, data_format=None, seed=None)``: mask ``(N, 1, 1, 1, C)`` / ``(N, C, 1, 1, 1)``.
+
+    Examples
+    --------
+    Volumes ``(N, depth, height, width, C)``; drop the second of two channels (given
+    mask): its 8 voxels are 0, the first channel's are 2.
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import SpatialDropout3D
+    >>> layer = SpatialDropout3D(0.5)
+    >>> keep = np.array([True, False]).reshape(1, 1, 1, 1, 2)
+    >>> y = layer(np.ones((1, 2, 2, 2, 2)), training=True, keep=keep)
+    >>> y.sum(axis=(0, 1, 2, 3))  # per channel: 8 voxels * 2
+    array([16.,  0.])
+    """
 
     rank = 5
 

@@ -83,6 +83,22 @@ class LayerNormalization(Layer):
     ``gamma`` (ones, if ``scale``) and ``beta`` (zeros, if ``center``) are made at the first
     call (or by ``build``) with the shape of the normalized axes and the input's dtype.
     ``training`` is accepted and ignored, as the layer behaves the same either way.
+
+    Examples
+    --------
+    Each row is normalized on its own, so rows that differ only in scale give the same
+    output: ``(x - 2) / sqrt(2/3)`` and ``(x - 20) / sqrt(200/3)``, about -1.22, 0, 1.22
+    (``epsilon`` aside).
+
+    >>> import numpy as np
+    >>> from scratchopt.layers import LayerNormalization
+    >>> layer = LayerNormalization()
+    >>> x = np.array([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]])
+    >>> np.round(layer(x), 2)
+    array([[-1.22,  0.  ,  1.22],
+           [-1.22,  0.  ,  1.22]])
+    >>> layer.params["gamma"].shape  # one scale per normalized feature
+    (3,)
     """
 
     def __init__(self, axis=-1, epsilon=0.001, center=True, scale=True):
