@@ -270,6 +270,23 @@ class MixUp(_MixingLayer):
 
     With ``alpha = 0.2`` most weights are near 0 or 1 (a light blend); ``alpha = 1`` gives
     uniform weights. Small ``alpha`` in Keras: see the module docstring.
+
+    Examples
+    --------
+    Two one-pixel images (0 and 10), one-hot labels, and the draws given: weight 0.75,
+    and each sample partnered with the other. Image 0 becomes ``0.75 * 0 + 0.25 * 10``,
+    and its label keeps the same 75/25 split.
+
+    >>> import numpy as np
+    >>> from scratchopt.augment import MixUp
+    >>> images = np.array([0.0, 10.0]).reshape(2, 1, 1, 1)  # (batch, height, width, channels)
+    >>> labels = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> draws = {"mix_weight": np.array([0.75, 0.75]), "permutation_order": np.array([1, 0])}
+    >>> out = MixUp()({"images": images, "labels": labels}, draws=draws)
+    >>> out["images"].ravel().tolist()
+    [2.5, 7.5]
+    >>> out["labels"].tolist()
+    [[0.75, 0.25], [0.25, 0.75]]
     """
 
     DRAWS = (("mix_weight", np.float32), ("permutation_order", np.int64))
@@ -383,6 +400,28 @@ class CutMix(_MixingLayer):
     soft label is simply noise, and the network is trained to hedge on clean images (it is
     label smoothing towards a random class, not CutMix). The point of CutMix is that the
     30% of the label is *earned* by 30% of the pixels: the mask above does that.
+
+    Examples
+    --------
+    A black and a white 4 x 4 image swap a box, with the draws given: ``w = 0.75`` gives
+    a box of side ``sqrt(1 - 0.75) * 4`` = 2 pixels, ``u = 0.5`` puts it at columns
+    ``0.5 * (4 - 2)`` = 1 to 3, ``v = 0`` at rows 0 to 2. The box is 4 of 16 pixels, so
+    each label keeps 75% of its own class.
+
+    >>> import numpy as np
+    >>> from scratchopt.augment import CutMix
+    >>> images = np.stack([np.zeros((4, 4, 1)), np.ones((4, 4, 1))])
+    >>> labels = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> draws = {"mix_weight": np.array([0.75, 0.75]), "x_uniform": np.array([0.5, 0.5]),
+    ...          "y_uniform": np.array([0.0, 0.0]), "permutation_order": np.array([1, 0])}
+    >>> out = CutMix()({"images": images, "labels": labels}, draws=draws)
+    >>> out["images"][0, :, :, 0].astype(int)  # the white image's box, pasted
+    array([[0, 1, 1, 0],
+           [0, 1, 1, 0],
+           [0, 0, 0, 0],
+           [0, 0, 0, 0]])
+    >>> out["labels"].tolist()
+    [[0.75, 0.25], [0.25, 0.75]]
     """
 
     DRAWS = (("mix_weight", "compute"), ("x_uniform", "compute"), ("y_uniform", "compute"),
@@ -517,6 +556,20 @@ def random_deletion(words, p, rng=None):
     Order is preserved. An empty input gives ``[]`` (there is nothing to keep). EDA's
     version keeps when ``u > p``; ``>=`` makes ``p = 0`` exactly the identity.
     Deleting from short sentences can delete the meaning with it (EDA uses ``p = 0.1``).
+
+    Examples
+    --------
+    With ``rng=0`` the draws are ``np.random.default_rng(0).random(6)`` = 0.64, 0.27,
+    0.04, 0.02, 0.81, 0.91: with ``p = 0.3`` the words at 0, 4 and 5 stay.
+
+    >>> from scratchopt.augment import random_deletion
+    >>> words = "the quick brown fox jumps over".split()
+    >>> random_deletion(words, 0.3, rng=0)
+    ['the', 'jumps', 'over']
+    >>> random_deletion(words, 0.0, rng=0) == words  # p = 0 keeps every word
+    True
+    >>> len(random_deletion(words, 1.0, rng=0))  # p = 1: one word, never none
+    1
     """
     words = _tokens(words)
     if not _is_number(p) or isinstance(p, bool):
@@ -543,6 +596,15 @@ def random_swap(words, n, rng=None):
     Fewer than two words: returned unchanged. EDA redraws ``j`` up to three times when it
     equals ``i`` and then gives up on that swap; we draw a distinct pair directly, so every
     one of the ``n`` swaps happens (and ``n = 2`` can swap a pair back).
+
+    Examples
+    --------
+    >>> from scratchopt.augment import random_swap
+    >>> random_swap(["hello", "world"], 1, rng=0)  # two words: the one pair there is
+    ['world', 'hello']
+    >>> words = "the quick brown fox jumps over".split()
+    >>> sorted(random_swap(words, 3, rng=0)) == sorted(words)  # the same words, moved
+    True
     """
     words = _tokens(words)
     if not isinstance(n, numbers.Integral) or isinstance(n, bool):
