@@ -30,6 +30,24 @@ class Dense:
     gradients as TF's registered ``MatMul``/``AddV2``/``Relu`` gradients compute them. The
     kernel starts Glorot-uniform, as Keras's: ``U(-limit, limit)``, ``limit =
     sqrt(6 / (in + units))``; the bias starts at 0.
+
+    Examples
+    --------
+    A kernel set by hand: ``z = [1, 2, 3] @ W = [1 + 3, 2 - 3] = [4, -1]``, and ReLU
+    zeroes the -1. Backward, only the active unit passes the gradient: ``dz = [1, 0]``.
+
+    >>> import numpy as np
+    >>> from scratchopt.nn import Dense
+    >>> dense = Dense(2, activation="relu")
+    >>> dense.build(3)  # the kernel (3, 2), Glorot-uniform; the bias (2,), zeros
+    >>> dense.params["kernel"][...] = [[1, 0], [0, 1], [1, -1]]
+    >>> dense(np.array([[1.0, 2.0, 3.0]], np.float32)).tolist()
+    [[4.0, 0.0]]
+    >>> dx = dense.backward(np.ones((1, 2), np.float32))
+    >>> dense.grads["kernel"].tolist()  # x^T @ dz
+    [[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]
+    >>> dense.grads["bias"].tolist(), dx.tolist()  # sum of dz; dz @ W^T
+    ([1.0, 0.0], [[1.0, 0.0, 1.0]])
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_regularizer=None, seed=None,
@@ -86,7 +104,18 @@ def relu_gradient(dy, y):
 
 
 class ReLU:
-    """``y = max(x, 0)``; backward ``dx = dy * (y > 0)``."""
+    """``y = max(x, 0)``; backward ``dx = dy * (y > 0)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.nn import ReLU
+    >>> relu = ReLU()
+    >>> relu(np.array([-1.0, 0.0, 2.0]))
+    array([0., 0., 2.])
+    >>> relu.backward(np.array([5.0, 5.0, 5.0]))  # no gradient where the output is 0
+    array([0., 0., 5.])
+    """
 
     def __init__(self):
         self.params, self.grads = {}, {}
