@@ -49,7 +49,27 @@ def parity(args):
     console.print(table)
     failed = [r for _, r in results if not r.exact]
     console.print(f"{len(results) - len(failed)} of {len(results)} rows exact.")
+    if args.json:
+        _write_parity_json(args.json, results, steps, args)
+        console.print(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+def _write_parity_json(path, results, steps, args):
+    """The table as JSON (the documentation's parity page is generated from it)."""
+    import dataclasses
+    import json
+    import platform
+
+    import tensorflow as tf
+
+    command = "scratchopt parity" + (" --quick" if args.quick else f" --steps {steps}") + f" --json {path}"
+    document = {"command": command, "keras": _keras_version(), "tensorflow": tf.__version__,
+                "numpy": __import__("numpy").__version__, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+                "steps": steps, "rows": [{"group": group, **dataclasses.asdict(row)} for group, row in results]}
+    with open(path, "w") as f:
+        json.dump(document, f, indent=1)
+        f.write("\n")
 
 
 def demo(args):
@@ -79,6 +99,7 @@ def main(argv=None):
     p = commands.add_parser("parity", help="compare every component with Keras, bit for bit")
     p.add_argument("--steps", type=int, default=200, help="steps per row (default 200)")
     p.add_argument("--quick", action="store_true", help="20 steps per row")
+    p.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
     p.set_defaults(run=parity)
     d = commands.add_parser("demo", help="rerun one of the lesson's figures")
     d.add_argument("figure", choices=["schedules", "optimizers"], help="which figure")
