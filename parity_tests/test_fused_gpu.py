@@ -19,6 +19,7 @@ On a CUDA device (marker ``gpu``; skipped with the reason elsewhere):
 """
 
 import functools
+import inspect
 import itertools
 import shutil
 import subprocess
@@ -77,7 +78,7 @@ def replay(kernel, arrays, scalars):
 def test_the_trace_replays_to_the_rules_bits(name, missing, literals, seed, dtype, nonfinite):
     rule, scalar_names, _, _ = RULES[name]
     rng = np.random.default_rng(seed)
-    names = list(fused_gpu.inspect.signature(rule).parameters)[:len(missing)]
+    names = list(inspect.signature(rule).parameters)[:len(missing)]
     arrays = {n: None if gone else mixed(rng, 64, dtype, nonfinite) for n, gone in zip(names, missing)}
     arrays = {n: np.abs(a) if n in ("v", "v_hat") and a is not None else a for n, a in arrays.items()}
     scalars = {n: literals[n] if n in literals else dtype(rng.uniform(0.001, 1.0)) for n in scalar_names}

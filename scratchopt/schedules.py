@@ -132,7 +132,21 @@ class LearningRateSchedule:
     __hash__ = object.__hash__
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _DecayByRate(LearningRateSchedule):
+    """What ExponentialDecay and InverseTimeDecay share: Keras's four arguments, checked once."""
+
+    def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase, name):
+        self.dtype = _compute_dtype("initial_learning_rate", initial_learning_rate)
+        self.initial_learning_rate = initial_learning_rate
+        self.decay_steps = _positive("decay_steps", decay_steps)
+        self.decay_rate = _number("decay_rate", decay_rate)
+        self.staircase = staircase
+        self.name = name
+        self._config = {"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
+                        "decay_rate": decay_rate, "staircase": staircase, "name": name}
+
+
+class ExponentialDecay(_DecayByRate):
     """The rate multiplied by ``decay_rate`` every ``decay_steps`` steps, smoothly.
 
     ::
@@ -159,14 +173,7 @@ class ExponentialDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="ExponentialDecay"):
-        self.dtype = _compute_dtype("initial_learning_rate", initial_learning_rate)
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive("decay_steps", decay_steps)
-        self.decay_rate = _number("decay_rate", decay_rate)
-        self.staircase = staircase
-        self.name = name
-        self._config = {"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                        "decay_rate": decay_rate, "staircase": staircase, "name": name}
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def rate(self, step):
         T = self.dtype.type
@@ -292,7 +299,7 @@ class PolynomialDecay(LearningRateSchedule):
         return (initial - end) * power(T(1) - p, keras_cast(self.power, T)) + end
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_DecayByRate):
     """The rate divided by ``1 + decay_rate * p``: it falls like 1/t.
 
     ::
@@ -310,14 +317,7 @@ class InverseTimeDecay(LearningRateSchedule):
 
     def __init__(self, initial_learning_rate, decay_steps, decay_rate, staircase=False,
                  name="InverseTimeDecay"):
-        self.dtype = _compute_dtype("initial_learning_rate", initial_learning_rate)
-        self.initial_learning_rate = initial_learning_rate
-        self.decay_steps = _positive("decay_steps", decay_steps)
-        self.decay_rate = _number("decay_rate", decay_rate)
-        self.staircase = staircase
-        self.name = name
-        self._config = {"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
-                        "decay_rate": decay_rate, "staircase": staircase, "name": name}
+        super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def rate(self, step):
         T = self.dtype.type

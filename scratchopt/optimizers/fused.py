@@ -195,12 +195,10 @@ def _jit_rule(rule):
     return numba.njit(function, fastmath=False, error_model="numpy")
 
 
-def source(rule, missing, scalar_names, literals, parallel):
-    """The Python source of the kernel for ``rule``: ``_chunk`` and the entry point ``_kernel``.
-
-    ``missing[k]`` says whether the rule's k-th array argument is None this time;
-    ``literals`` maps the bool/None scalars (written into the loop) to their values.
-    """
+def rule_signature(rule, missing, scalar_names, reserved=()):
+    """``(array_names, keyword_names)`` of a rule ``(g, var, *slots, *, scalars...)``, checked
+    against the arrays (``missing``: which are None) and scalars a step passes it. Names
+    starting with ``_`` (and the ``reserved`` ones) belong to the generated kernels."""
     parameters = list(inspect.signature(rule).parameters.values())
     array_names = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
     keyword_names = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
@@ -209,8 +207,19 @@ def source(rule, missing, scalar_names, literals, parallel):
                         f"{len(missing)} arrays and scalars {sorted(scalar_names)}")
     if missing[1]:
         raise TypeError("the variable cannot be None (a rule that ignores the gradient may take None)")
-    if any(n.startswith("_") for n in array_names + keyword_names):
-        raise TypeError(f"{rule.__qualname__}: names starting with '_' are the kernel's own")
+    if any(n.startswith("_") or n in reserved for n in array_names + keyword_names):
+        raise TypeError(f"{rule.__qualname__}: {' '.join(f'`{n}`' for n in reserved)}{', ' if reserved else ''}"
+                        "names starting with '_' are the kernel's own")
+    return array_names, keyword_names
+
+
+def source(rule, missing, scalar_names, literals, parallel):
+    """The Python source of the kernel for ``rule``: ``_chunk`` and the entry point ``_kernel``.
+
+    ``missing[k]`` says whether the rule's k-th array argument is None this time;
+    ``literals`` maps the bool/None scalars (written into the loop) to their values.
+    """
+    array_names, keyword_names = rule_signature(rule, missing, scalar_names)
     arrays = [n for n, gone in zip(array_names, missing) if not gone]
     values = [n for n in scalar_names if n not in literals]
     arguments = ", ".join(arrays + values)

@@ -61,7 +61,6 @@ unless ``opt.backend`` / ``SCRATCHOPT_BACKEND`` is ``"numpy"``.
 
 import dataclasses
 import functools
-import inspect
 import sys
 import threading
 
@@ -243,16 +242,7 @@ def trace(rule, missing, scalar_names, literals):
     ``literals`` maps the bool/None scalars (passed to the rule as themselves) to their
     values; the other scalars become kernel parameters of the array dtype ``T``.
     """
-    parameters = list(inspect.signature(rule).parameters.values())
-    array_names = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
-    keyword_names = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
-    if len(array_names) != len(missing) or sorted(keyword_names) != sorted(scalar_names):
-        raise TypeError(f"{rule.__qualname__}{inspect.signature(rule)} does not match "
-                        f"{len(missing)} arrays and scalars {sorted(scalar_names)}")
-    if missing[1]:
-        raise TypeError("the variable cannot be None (a rule that ignores the gradient may take None)")
-    if any(n.startswith("_") or n == "i" for n in array_names + keyword_names):
-        raise TypeError(f"{rule.__qualname__}: `i` and names starting with '_' are the kernel's own")
+    array_names, keyword_names = fused.rule_signature(rule, missing, scalar_names, reserved=("i",))  # CuPy's loop index
     tape = _Tape()
     arrays = [None if gone else _Symbol(tape, n) for n, gone in zip(array_names, missing)]
     values = [n for n in scalar_names if n not in literals]
