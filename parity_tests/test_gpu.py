@@ -1,11 +1,15 @@
 """The CuPy path: the same array code on the GPU, compared with the NumPy path.
 
 These run only where CuPy sees a CUDA device (marker ``gpu``); elsewhere they are skipped
-with that reason. The GPU is not bit-exact against the CPU: its compiler contracts
-``a * b + c`` into fused multiply-adds and its sums run in another order. The bound below
-is *derived*, not measured: no GPU was available when it was written (a few eps of each
-step's size per step). The first run on a device must measure the real differences,
-record them (``benchmarks/README.md`` says where) and set the bound from them.
+with that reason. With ``clipnorm`` the GPU is not bit-exact against the CPU: it sums the
+norms in another order. (Without norm clipping it is: ``test_fused_gpu.py`` checks the
+same bits on ordinary values.) The bound below was derived before any GPU run (a few eps of
+each step's size per step) and passed on an NVIDIA H200 (``benchmarks/results/nvidia-h200/
+pytest_gpu.txt``). What that run measured (``benchmarks/gpu_vs_cpu.py``, clipnorm=1.0, 20
+steps, ``gpu_vs_cpu.json``) is far inside it: at most 2.2e-7 (float32) and 3.4e-16
+(float64) of each array's largest magnitude, 1.9 and 1.5 epsilons. Tightening the bound to
+the measurement needs a GPU run to confirm it, which the session that measured it had no
+device time left for.
 """
 
 import numpy as np
