@@ -145,6 +145,11 @@ class _DecayByRate(LearningRateSchedule):
         self._config = {"initial_learning_rate": initial_learning_rate, "decay_steps": decay_steps,
                         "decay_rate": decay_rate, "staircase": staircase, "name": name}
 
+    def _progress(self, step):
+        """``p = step / decay_steps`` in the compute dtype, floored with ``staircase=True``."""
+        p = self._steps(step) / keras_cast(self.decay_steps, self.dtype.type)
+        return np.floor(p) if self.staircase else p
+
 
 class ExponentialDecay(_DecayByRate):
     """The rate multiplied by ``decay_rate`` every ``decay_steps`` steps, smoothly.
@@ -176,10 +181,7 @@ class ExponentialDecay(_DecayByRate):
         super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def rate(self, step):
-        T = self.dtype.type
-        p = self._steps(step) / keras_cast(self.decay_steps, T)
-        if self.staircase:
-            p = np.floor(p)
+        T, p = self.dtype.type, self._progress(step)
         return T(self.initial_learning_rate) * power(keras_cast(self.decay_rate, T), p)
 
 
@@ -320,10 +322,7 @@ class InverseTimeDecay(_DecayByRate):
         super().__init__(initial_learning_rate, decay_steps, decay_rate, staircase, name)
 
     def rate(self, step):
-        T = self.dtype.type
-        p = self._steps(step) / keras_cast(self.decay_steps, T)
-        if self.staircase:
-            p = np.floor(p)
+        T, p = self.dtype.type, self._progress(step)
         return T(self.initial_learning_rate) / (T(1) + keras_cast(self.decay_rate, T) * p)
 
 
