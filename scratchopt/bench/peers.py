@@ -75,7 +75,7 @@ def status(device):
             result[peer] = (tf_ok, tf_missing)
     torch_why = None
     if not _installed("torch"):
-        torch_why = "torch is not installed (pip install torch)"
+        torch_why = "torch is not installed (pip install \"scratchopt[torch]\")"
     elif device == "gpu":
         try:
             import torch
