@@ -203,6 +203,13 @@ def _draws_for(layer, batch_size, draws):
     return out
 
 
+def _mix_labels(labels, weight, order):
+    """``y'_i = w_i * y_i + (1 - w_i) * y_order(i)``: each label mixed with its partner's."""
+    xp = namespace(labels)
+    w = xp.reshape(weight, (-1, 1))
+    return w * labels + (1.0 - w) * xp.take(labels, order, axis=0)
+
+
 class _MixingLayer:
     """What MixUp and CutMix share: Keras's ``call`` (base_image_preprocessing_layer.py)."""
 
@@ -333,11 +340,9 @@ class MixUp(_MixingLayer):
     def transform_labels(self, labels, transformation, training=True):
         if not training:
             return labels
-        xp = namespace(labels)
         _check_labels(labels, transformation["mix_weight"].shape[0])
-        w = xp.reshape(transformation["mix_weight"], (-1, 1)).astype(labels.dtype)  # float32 in Keras
-        y_perm = xp.take(labels, transformation["permutation_order"], axis=0)
-        return w * labels + (1.0 - w) * y_perm
+        w = transformation["mix_weight"].astype(labels.dtype)  # float32 in Keras
+        return _mix_labels(labels, w, transformation["permutation_order"])
 
     def get_config(self):
         return {"alpha": self.alpha, "data_format": self.data_format, "seed": self.seed,
@@ -514,12 +519,8 @@ class CutMix(_MixingLayer):
     def transform_labels(self, labels, transformation, training=True):
         if not training or transformation is None:
             return labels
-        xp = namespace(labels)
-        lam = transformation["mix_weight"]
-        _check_labels(labels, lam.shape[0])
-        lam = xp.reshape(lam, (-1, 1))
-        y_perm = xp.take(labels, transformation["permutation_order"], axis=0)
-        return lam * labels + (1.0 - lam) * y_perm
+        _check_labels(labels, transformation["mix_weight"].shape[0])
+        return _mix_labels(labels, transformation["mix_weight"], transformation["permutation_order"])
 
     def get_config(self):
         return {"factor": self.factor, "seed": self.seed, "data_format": self.data_format,

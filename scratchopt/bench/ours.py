@@ -24,13 +24,8 @@ OURS = ("numpy", "cpu-fused", "cupy", "cupy-fused")
 
 def fused_cpu_status():
     """``(True, None)`` when the fused CPU path can run, else ``(False, why not)``."""
-    try:
-        fused = importlib.import_module("scratchopt.optimizers.fused")
-        base = importlib.import_module("scratchopt.optimizers.base")
-    except ImportError as error:
-        return False, f"scratchopt.optimizers.fused does not import ({error})"
-    if "fused" not in getattr(base, "BACKENDS", ()):
-        return False, "Optimizer has no backend switch for the fused path yet"
+    from ..optimizers import fused
+
     if not fused.available():
         return False, "numba is not installed (pip install \"scratchopt[fast]\")"
     return True, None
@@ -80,23 +75,18 @@ def _optimizer(backend, component, data):
     params = [a.copy() for a in split(data["w"], component.tensors)]
     grads = split(data["g"], component.tensors)
     path = {"numpy": "numpy", "cpu-fused": "fused", "cupy": "numpy", "cupy-fused": "fused"}[backend]
-    if hasattr(type(opt), "backend"):
-        opt.backend = path
-    elif path == "fused":
-        raise Unavailable("Optimizer has no backend switch for the fused path yet")
+    opt.backend = path
     where = {"numpy": "NumPy path", "cpu-fused": "fused path", "cupy": "CuPy path",
              "cupy-fused": "fused CuPy path"}[backend]
     if component.tensors > 1:
         where += f", {component.tensors} tensors"
         if backend in ("cpu-fused", "cupy-fused"):
             params = opt.pack(params)  # one buffer: one kernel per step
-            where += " pack()ed"
-            if hasattr(opt, "packed_gradients"):
-                packed = opt.packed_gradients()
-                for dst, src in zip(packed, grads):
-                    dst[...] = src
-                grads = packed
-                where += ", gradients in packed_gradients()"
+            packed = opt.packed_gradients()
+            for dst, src in zip(packed, grads):
+                dst[...] = src
+            grads = packed
+            where += " pack()ed, gradients in packed_gradients()"
         else:
             where += " one by one"
     ran = _fused_calls()

@@ -89,26 +89,26 @@ def received(name, value):
     return f"Received: {name}={value!r} ({type(value).__name__})"
 
 
+def _as_number(name, value, convert, kind, what):
+    """An argument Keras passes through ``convert`` (``int``/``float``): it must convert (the
+    error Keras would raise, with our message) and be a ``kind`` that is not a bool."""
+    try:
+        convert(value)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"`{name}` must be {what}. {received(name, value)}") from None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"`{name}` must be {what}. {received(name, value)}")
+    return convert(value)
+
+
 def as_int(name, value):
     """An integer argument that Keras passes through ``int()``."""
-    try:
-        int(value)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"`{name}` must be an integer. {received(name, value)}") from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer. {received(name, value)}")
-    return int(value)
+    return _as_number(name, value, int, numbers.Integral, "an integer")
 
 
 def as_float(name, value):
     """A real-number argument that Keras passes through ``float()``."""
-    try:
-        float(value)
-    except (TypeError, ValueError) as error:
-        raise type(error)(f"`{name}` must be a number. {received(name, value)}") from None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a number. {received(name, value)}")
-    return float(value)
+    return _as_number(name, value, float, numbers.Real, "a number")
 
 
 def as_bool(name, value):

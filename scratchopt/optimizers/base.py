@@ -488,10 +488,7 @@ class Optimizer:
         with tf_arithmetic():
             lr = self._current_learning_rate()
             if self.weight_decay is not None:
-                for pack in self._packs:
-                    w = pack.param
-                    scalars = {"weight_decay": through_float32(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
-                    self._run_rule(None, w, [], scalars, rule=decay)
+                self._decay_weights([pack.param for pack in self._packs], lr)
             for pack in self._packs:
                 dtype = pack.param.dtype
                 scalars = self.scalars(dtype.type(lr), self.iterations, dtype)
@@ -595,9 +592,7 @@ class Optimizer:
             done = {i for pack in flat for i in pack.indices}
             decaying = [pack.param for pack in flat] + [
                 self._params[i] for i in indices if self._decays[i] and i not in done]
-            for w in decaying:
-                scalars = {"weight_decay": through_float32(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
-                self._run_rule(None, w, [], scalars, rule=decay)
+            self._decay_weights(decaying, lr)
         scalars = {}
 
         def scalars_for(dtype):
@@ -615,6 +610,12 @@ class Optimizer:
             var = self._params[i]
             slots = [self._slots[i].get(k) for k in self._slot_names]
             self._run_rule(g.astype(var.dtype, copy=False), var, slots, scalars_for(var.dtype))
+
+    def _decay_weights(self, weights, lr):
+        """The ``decay`` rule on each array of ``weights`` (in place), before the update."""
+        for w in weights:
+            scalars = {"weight_decay": through_float32(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
+            self._run_rule(None, w, [], scalars, rule=decay)
 
     def _run_rule(self, g, var, slots, scalars, rule=None):
         """``var, *slots = rule(g, var, *slots, **scalars)``, written back in place.
