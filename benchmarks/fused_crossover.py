@@ -5,7 +5,7 @@
 Times one Adam step (``opt.apply``: the whole step a user pays for, median of many steps
 after a warm-up) on one parameter of each size, three ways: the NumPy reference path
 (``backend = "numpy"``), the fused kernel forced serial, and the fused kernel forced
-parallel (``scratchopt.optimizers.fused.PARALLEL_MIN_BYTES`` set to 0 or to infinity).
+parallel (``scratchopt.optimizers.engine.fused_cpu.PARALLEL_MIN_BYTES`` set to 0 or to infinity).
 ``--rule`` times only the update rule (``Optimizer._run_rule``, where the path is chosen),
 without the step's fixed Python cost (checks, learning rate, scalars: tens of us).
 The sizes are interleaved and the median taken, so a busy neighbour on a shared machine
@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from scratchopt.numerics import tf_arithmetic
-from scratchopt.optimizers import Adam, fused
+from scratchopt.optimizers import Adam
+from scratchopt.optimizers.engine import fused_cpu as fused
 
 DEFAULT_SIZES = [1e3, 3e3, 1e4, 2e4, 5e4, 1e5, 3e5, 1e6, 1e7]
 

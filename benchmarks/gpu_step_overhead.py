@@ -19,7 +19,8 @@ import statistics
 
 import numpy as np
 
-from scratchopt.optimizers import Adam, fused_gpu
+from scratchopt.optimizers import Adam
+from scratchopt.optimizers.engine import fused_gpu
 
 
 def timed(cupy, step, repeats=50, warmup=5):

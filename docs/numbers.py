@@ -37,7 +37,7 @@ from scratchopt.callbacks import ReduceLROnPlateau
 from scratchopt.clipping import clip_by_global_norm, clip_by_norm, global_norm
 from scratchopt.layers import BatchNormalization, Dropout, LayerNormalization
 from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop
-from scratchopt.parity_callbacks import StandInModel, run_callback
+from scratchopt.tools.parity_callbacks import StandInModel, run_callback
 from scratchopt.regularizers import L2
 from scratchopt.schedules import WarmupCosineDecay
 

@@ -33,7 +33,7 @@ def scaled(n):
 @pytest.fixture(scope="session")
 def tf():
     """TensorFlow, imported once for the whole session, with one intra-op thread."""
-    from scratchopt.keras_reference import tensorflow
+    from scratchopt.tools.keras_reference import tensorflow
 
     tf = tensorflow()
     # TF's eager runtime caches the tensors it makes from Python scalars, keyed by value, and

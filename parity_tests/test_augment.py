@@ -27,7 +27,7 @@ from hypothesis.extra.numpy import arrays
 from strategies import values
 
 from scratchopt.augment import CutMix, MixUp, random_deletion, random_swap
-from scratchopt.parity import same_bits
+from scratchopt.tools.parity import same_bits
 
 LAYER_DTYPES = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
 FORMATS = st.sampled_from(["channels_last", "channels_first"])

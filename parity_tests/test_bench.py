@@ -10,9 +10,9 @@ import math
 
 import pytest
 
-from scratchopt import cli
-from scratchopt.bench import components, machine, report, runner
-from scratchopt.bench.timing import fixed, summary
+from scratchopt.tools import cli
+from scratchopt.tools.bench import components, machine, report, runner
+from scratchopt.tools.bench.timing import fixed, summary
 
 OURS_AND_FLOORS = ("copy-floor", "reachable-floor", "numpy", "cpu-fused")
 ROW_FIELDS = {
@@ -136,7 +136,7 @@ def test_the_core_needs_neither_tensorflow_nor_rich():
     import subprocess
     import sys
 
-    code = ("import sys; from scratchopt.bench import runner; from scratchopt.bench.timing import fixed; "
+    code = ("import sys; from scratchopt.tools.bench import runner; from scratchopt.tools.bench.timing import fixed; "
             "r = runner.run(runner.Config(sizes=(100,), components=('sgd',), backends=('numpy',), plan=fixed(1))); "
             "assert r['rows'] and r['errors'] == [], r; "
             "assert not {'tensorflow', 'keras', 'torch', 'rich', 'matplotlib'} & set(sys.modules), sys.modules")
@@ -144,7 +144,7 @@ def test_the_core_needs_neither_tensorflow_nor_rich():
 
 
 def test_a_missing_backend_is_a_line_with_the_reason_not_a_failure(monkeypatch):
-    from scratchopt.bench import ours
+    from scratchopt.tools.bench import ours
 
     monkeypatch.setattr(ours, "layers_status", lambda: (False, "scratchopt.layers does not import: (test)"))
     config = runner.Config(sizes=(1000,), components=("dropout",), backends=("numpy", "torch-eager"),

@@ -4,7 +4,7 @@ The drawn tests run a scratchopt callback and its Keras namesake over the same m
 values (exact ties, values a sub-ULP apart, NaN, inf, Python floats and ints, np.float32,
 np.float64, missing values) and compare every epoch's learning rate (its bits), counters,
 the stop, ``stopped_epoch``, the restored weights, warnings, printed messages and errors
-(``scratchopt.parity_callbacks``). The quirk tests compute the expected numbers from
+(``scratchopt.tools.parity_callbacks``). The quirk tests compute the expected numbers from
 Keras's rules by hand, and check Keras agrees.
 """
 
@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from scratchopt import callbacks
 from scratchopt.optimizers import SGD
-from scratchopt.parity_callbacks import (
+from scratchopt.tools.parity_callbacks import (
     CALLBACK_CONFIGS,
     StandInModel,
     first_difference,

@@ -4,11 +4,11 @@ import importlib.util
 
 import pytest
 
-from scratchopt import cli
+from scratchopt.tools import cli
 
 
 def test_parity_job_prints_every_row_and_exits_0(tf, capsys):
-    from scratchopt.parity import entries
+    from scratchopt.tools.parity import entries
 
     assert cli.main(["parity", "--steps", "3"]) == 0
     out = capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_every_public_class_has_a_section_with_its_example():
 def test_the_parity_page_has_every_row_of_scratchopt_parity():
     """docs/generated/parity.json is `scratchopt parity --json`: the same rows as the command now."""
     document = json.loads((DOCS / "generated" / "parity.json").read_text())
-    from scratchopt import parity
+    from scratchopt.tools import parity
 
     checks = parity.entries()
     assert [r["group"] for r in document["rows"]] == [c.group for c in checks]

@@ -29,8 +29,9 @@ from optimizer_info import INFOS
 from strategies import DTYPES, common_options, learning_rates, runs, to_kwargs
 
 from scratchopt.numerics import FTZ_SUPPORTED, flush_denormals
-from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, fused, sgd
-from scratchopt.parity import same_bits
+from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, sgd
+from scratchopt.optimizers.engine import fused_cpu as fused
+from scratchopt.tools.parity import same_bits
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 needs_numba = pytest.mark.skipif(
@@ -506,7 +507,8 @@ _STEP = """
 import sys
 import numpy as np
 import scratchopt
-from scratchopt.optimizers import Adam, fused
+from scratchopt.optimizers import Adam
+from scratchopt.optimizers.engine import fused_cpu as fused
 assert "numba" not in sys.modules, "import scratchopt imported numba"
 params = [np.ones(70001, np.float32), np.ones(3)]
 grads = [np.full(70001, 0.5, np.float32), np.full(3, 0.25)]

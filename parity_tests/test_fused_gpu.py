@@ -35,8 +35,9 @@ from strategies import runs
 from test_fused import assert_same_runs, mixed, states
 
 from scratchopt.numerics import tf_arithmetic
-from scratchopt.optimizers import adam, fused_gpu, rmsprop, sgd
-from scratchopt.optimizers.fused import split_scalars
+from scratchopt.optimizers import adam, rmsprop, sgd
+from scratchopt.optimizers.engine import fused_gpu
+from scratchopt.optimizers.engine.fused_cpu import split_scalars
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 

@@ -33,7 +33,7 @@ from layer_info import DROPOUT_INFOS, INFOS, NORMALIZATION_INFOS
 from strategies import values
 
 from scratchopt import layers, numerics
-from scratchopt.layers import batch_normalization, layer_normalization
+from scratchopt.regularization import batch_normalization, layer_normalization
 from scratchopt.optimizers import SGD
 
 DTYPES = st.sampled_from([np.dtype(np.float32), np.dtype(np.float64)])
@@ -683,7 +683,7 @@ def test_defaults_are_keras_defaults(tf):
 
 def measure(trials=3000, seed=123):
     """Largest |ours - Keras| / (eps * scale) on float32 packet lanes over random cases."""
-    from scratchopt.keras_reference import tensorflow
+    from scratchopt.tools.keras_reference import tensorflow
 
     tf = tensorflow()
     rng = np.random.default_rng(seed)

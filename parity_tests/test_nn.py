@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from scratchopt import nn, optimizers, regularizers
 from scratchopt.callbacks import EarlyStopping
-from scratchopt.demos import optimizers as lesson
-from scratchopt.keras_reference import keras_optimizer
-from scratchopt.parity import same_bits
+from scratchopt.tools.demos import optimizers as lesson
+from scratchopt.tools.keras_reference import keras_optimizer
+from scratchopt.tools.parity import same_bits
 
 WIDTHS = st.sampled_from([8, 16, 32, 64])
 BATCHES = st.sampled_from([8, 16, 24, 32, 40, 64])

@@ -10,7 +10,7 @@ from conftest import scaled
 from scratchopt import clipping
 from scratchopt.numerics import (flush_denormals, FTZ_SUPPORTED, power, reduce_sum,
                                  through_float32, ulp_distance)
-from scratchopt.parity import same_bits
+from scratchopt.tools.parity import same_bits
 from strategies import DTYPES, values
 
 # Sizes around every boundary of Eigen's order: packets, 4-packet blocks, the 1024-packet leaf.

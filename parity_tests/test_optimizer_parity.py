@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import scaled
 from optimizer_info import INFOS
-from scratchopt.keras_reference import KerasRun
-from scratchopt.parity import CONFIGS, run_row, same_bits, state_pairs
+from scratchopt.tools.keras_reference import KerasRun
+from scratchopt.tools.parity import CONFIGS, run_row, same_bits, state_pairs
 from strategies import runs
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")

@@ -17,7 +17,7 @@ from optimizer_info import floats
 from strategies import values
 
 from scratchopt import regularizers
-from scratchopt.parity import same_bits
+from scratchopt.tools.parity import same_bits
 
 FACTORS = st.one_of(floats(1e-6, 10.0), st.sampled_from([0.0, 0.01, 1, 2]))
 

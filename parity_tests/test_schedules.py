@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from schedule_info import INFOS, schedules_and_steps
 
 from scratchopt import schedules, textbook
-from scratchopt.keras_reference import keras_schedule_like
-from scratchopt.parity import same_bits
+from scratchopt.tools.keras_reference import keras_schedule_like
+from scratchopt.tools.parity import same_bits
 
 
 def keras_rates(tf, ours, steps):

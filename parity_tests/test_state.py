@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import scaled
 from optimizer_info import INFOS
-from scratchopt.parity import same_bits
+from scratchopt.tools.parity import same_bits
 from strategies import runs
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
@@ -214,7 +214,7 @@ def test_apply_gradients_and_apply_without_params_are_the_same_step(info):
 
 @pytest.mark.parametrize("info", INFOS, ids=str)
 def test_a_learning_rate_callable_without_arguments_is_called_bare_as_in_keras(tf, info):
-    from scratchopt.keras_reference import KerasRun
+    from scratchopt.tools.keras_reference import KerasRun
 
     current = {"rate": 0.1}  # a bare callable reads state the training loop sets
     ours = info.cls(learning_rate=lambda: current["rate"])

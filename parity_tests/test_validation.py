@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from optimizer_info import COMMON_ACCEPTANCES, COMMON_REJECTIONS, INFOS
-from scratchopt.keras_reference import KerasRun
-from scratchopt.parity import same_bits
+from scratchopt.tools.keras_reference import KerasRun
+from scratchopt.tools.parity import same_bits
 
 REJECTIONS = [(info, kwargs, error) for info in INFOS
               for kwargs, error in COMMON_REJECTIONS + info.rejections]

@@ -8,7 +8,7 @@ It prints what each item did, and ``parity_tests/test_docs.py`` runs it.
 import numpy as np
 
 from scratchopt import callbacks, layers, nn, regularizers, schedules
-from scratchopt.demos.optimizers import lesson_data
+from scratchopt.tools.demos.optimizers import lesson_data
 from scratchopt.optimizers import AdamW
 
 

@@ -11,7 +11,7 @@ Every layer here has the same small interface, which the normalization and dropo
 import numpy as np
 
 from ..backend import namespace
-from .tf_ops import bias_add_grad, matmul
+from ..numerics.matmul import bias_add_grad, matmul
 
 
 class Dense:

@@ -46,10 +46,10 @@ import warnings
 
 import numpy as np
 
-from .. import clipping
+from . import clipping
 from ..backend import namespace
 from ..numerics import as_dtype, tf_arithmetic, through_float32
-from . import fused, fused_gpu
+from .engine import fused_cpu as fused, fused_gpu
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {

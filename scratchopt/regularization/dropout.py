@@ -32,7 +32,7 @@ import numpy as np
 
 from ..backend import namespace
 from ..numerics import tf_arithmetic
-from .base import Layer, received
+from ..nn.layer import Layer, received
 
 DATA_FORMATS = ("channels_first", "channels_last")
 

@@ -24,7 +24,7 @@ OURS = ("numpy", "cpu-fused", "cupy", "cupy-fused")
 
 def fused_cpu_status():
     """``(True, None)`` when the fused CPU path can run, else ``(False, why not)``."""
-    from ..optimizers import fused
+    from ...optimizers.engine import fused_cpu as fused
 
     if not fused.available():
         return False, "numba is not installed (pip install \"scratchopt[fast]\")"
@@ -33,7 +33,7 @@ def fused_cpu_status():
 
 def fused_gpu_status():
     """``(True, None)`` when the fused CuPy kernel can run, else ``(False, why not)``."""
-    from ..optimizers import fused_gpu
+    from ...optimizers.engine import fused_gpu
 
     if not fused_gpu.available():
         return False, "CuPy sees no CUDA device"
@@ -68,7 +68,7 @@ def _copy(a):
 
 
 def _optimizer(backend, component, data):
-    from .. import optimizers
+    from ... import optimizers
 
     name, kwargs = component.optimizer
     opt = getattr(optimizers, name)(**kwargs)
@@ -103,7 +103,7 @@ class _fused_calls:
     """Counts the fused kernels (``fused.run``, ``fused_gpu.run``) run inside a ``with`` block."""
 
     def __init__(self):
-        from ..optimizers import fused, fused_gpu
+        from ...optimizers.engine import fused_cpu as fused, fused_gpu
 
         self.count = 0
         self.modules = (fused, fused_gpu)
@@ -129,7 +129,7 @@ class _fused_calls:
 
 
 def _layer(component, data):
-    from .. import layers
+    from ... import layers
 
     x, dy = data["x"], data["dy"]
     layer = {"batchnorm": lambda: layers.BatchNormalization(),
@@ -144,7 +144,7 @@ def _layer(component, data):
 
 
 def _clipping(component, data):
-    from .. import clipping
+    from ...optimizers import clipping
 
     grads = data["grads"]
     if component.name == "clip_norm":

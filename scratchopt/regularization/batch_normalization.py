@@ -33,7 +33,7 @@ import numpy as np
 
 from ..backend import namespace
 from ..numerics import reduce_sum_over, rsqrt, rsqrt_grad, tf_arithmetic
-from .base import (
+from ..nn.layer import (
     FLOAT_DTYPES,
     Layer,
     as_bool,

@@ -1,15 +1,15 @@
 """Layers that regularize and normalize, each with a hand-written backward pass.
 
-``Dropout``, ``SpatialDropout1D/2D/3D`` (``dropout.py``), ``BatchNormalization``
+``Dropout``, ``SpatialDropout1D/2D/3D`` (``regularization/dropout.py``), ``BatchNormalization``
 (``batch_normalization.py``), ``LayerNormalization`` (``layer_normalization.py``): Keras's
 arguments and defaults, Keras's arithmetic (see each module's formula box), and
-``layer.backward(dy)`` in place of autodiff (``base.py`` has the protocol).
+``layer.backward(dy)`` in place of autodiff (``scratchopt/nn/layer.py`` has the protocol).
 """
 
-from .base import Layer
-from .batch_normalization import BatchNormalization
-from .dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
-from .layer_normalization import LayerNormalization
+from .nn.layer import Layer
+from .regularization.batch_normalization import BatchNormalization
+from .regularization.dropout import Dropout, SpatialDropout1D, SpatialDropout2D, SpatialDropout3D
+from .regularization.layer_normalization import LayerNormalization
 
 __all__ = [
            "BatchNormalization",

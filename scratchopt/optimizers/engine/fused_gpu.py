@@ -66,7 +66,7 @@ import threading
 
 import numpy as np
 
-from . import fused
+from . import fused_cpu as fused
 
 #: Compiler options of every kernel: no multiply-add contraction (see the module docstring).
 OPTIONS = ("--fmad=false",)
@@ -94,7 +94,7 @@ UFUNCS = {
 @functools.cache
 def available():
     """Whether CuPy imports and sees a CUDA device (``backend.gpu_available``)."""
-    from ..backend import gpu_available
+    from ...backend import gpu_available
 
     return gpu_available()
 

@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from .numerics import cos, keras_cast, log, power, tf_arithmetic
+from ..numerics import cos, keras_cast, log, power, tf_arithmetic
 
 
 def _compute_dtype(name, value):

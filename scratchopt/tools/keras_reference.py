@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from . import schedules
+from .. import schedules
 
 _tf = None
 

@@ -1,7 +1,7 @@
 """The suite's core: plan the cases, time each one, and derive every row's columns.
 
 ``run(Config(...))`` returns the results dictionary written to ``results.json`` (its
-schema is in ``scratchopt/bench/__init__.py``). It needs NumPy alone; each backend imports
+schema is in ``scratchopt/tools/bench/__init__.py``). It needs NumPy alone; each backend imports
 what it needs when its first case runs, and one that cannot run says why.
 """
 
@@ -22,7 +22,7 @@ from .timing import (
     torch_event_timer,
 )
 
-SCHEMA = "scratchopt.bench/1"
+SCHEMA = "scratchopt.tools.bench/1"
 DEFAULT_SIZES = (10**3, 10**4, 10**5, 10**6, 10**7, 10**8)
 QUICK_SIZES = (10**3, 10**5, 10**7)
 #: --quick leaves out the 1000-tensor Adam (Keras takes seconds per step there).

@@ -30,7 +30,7 @@ import warnings
 
 import numpy as np
 
-from . import callbacks, optimizers
+from .. import callbacks, optimizers
 
 KINDS = ("EarlyStopping", "ReduceLROnPlateau", "LearningRateScheduler")
 

@@ -35,7 +35,7 @@ from ..numerics import (
     rsqrt_grad,
     tf_arithmetic,
 )
-from .base import (
+from ..nn.layer import (
     FLOAT_DTYPES,
     Layer,
     as_bool,

@@ -108,7 +108,7 @@ def versions():
 
 def gpu_info():
     """``(info, None)`` for the first CUDA device CuPy sees, or ``(None, why not)``."""
-    from ..backend import gpu_available
+    from ...backend import gpu_available
 
     if cupy_version() is None:
         return None, "CuPy is not installed (pip install \"scratchopt[gpu]\")"

@@ -9,7 +9,7 @@ beside the fastest peer (Keras, TensorFlow's raw ops, PyTorch; ``peers.py``).
     scratchopt bench [--quick] [--sizes 1e3,1e5] [--components adam,sgd] [--backends ...]
                      [--devices cpu,gpu] [--repeats N] [--out DIR] [--no-plots]
 
-``results.json`` (``schema: "scratchopt.bench/1"``)::
+``results.json`` (``schema: "scratchopt.tools.bench/1"``)::
 
     schema, created (UTC, ISO 8601), wall_s, device_name
     machine     cpu_model, cores, usable_cores, caches {L1d, L2, L3: bytes}, mem_total_bytes,
@@ -68,7 +68,7 @@ def _names(text, known, option):
 
 
 def config_from(args):
-    """A ``runner.Config`` from the command line's options (see ``scratchopt/cli.py``)."""
+    """A ``runner.Config`` from the command line's options (see ``scratchopt/tools/cli.py``)."""
     quick = bool(args.quick)
     sizes = _sizes(args.sizes) if args.sizes else (runner.QUICK_SIZES if quick else runner.DEFAULT_SIZES)
     if not sizes or min(sizes) < 1:

@@ -520,6 +520,6 @@ def rsqrt_grad(r, dr):
 
 def _xp(x):
     """NumPy or CuPy, from the array."""
-    from .backend import namespace
+    from ..backend import namespace
 
     return namespace(x)

@@ -22,7 +22,7 @@ Eigen's full reduction (``numerics.reduce_sum``).
 import numpy as np
 
 from ..backend import namespace
-from ..numerics import reduce_sum, tf_arithmetic
+from . import reduce_sum, tf_arithmetic
 
 
 @tf_arithmetic()

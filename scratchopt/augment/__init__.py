@@ -81,8 +81,8 @@ import numbers
 
 import numpy as np
 
-from .backend import namespace
-from .numerics import as_dtype, tf_arithmetic
+from ..backend import namespace
+from ..numerics import as_dtype, tf_arithmetic
 
 __all__ = ["CutMix", "MixUp", "random_deletion", "random_swap"]
 

@@ -21,8 +21,10 @@ import dataclasses
 
 import numpy as np
 
-from . import optimizers, regularizers, schedules
-from .numerics import ulp_distance
+from .. import optimizers
+from ..regularization import penalties as regularizers
+from .. import schedules
+from ..numerics import ulp_distance
 
 
 def decay_every_50(step):
@@ -220,7 +222,7 @@ LAYERS = [
 
 def run_layer_row(name, kwargs, shape, dtype, steps, seed=0):
     """``min(steps, 20)`` training calls (forward, backward, moving statistics), then one inference call."""
-    from . import layers
+    from .. import layers
     from .keras_reference import tensorflow
 
     tf = tensorflow()

@@ -17,7 +17,7 @@ import importlib.util
 
 import numpy as np
 
-from .. import nn, optimizers
+from ... import nn, optimizers
 
 EPOCHS = 50
 OPTIMIZERS = {

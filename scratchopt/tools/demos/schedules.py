@@ -15,7 +15,7 @@ import importlib.util
 
 import numpy as np
 
-from .. import schedules
+from ... import schedules
 
 STEPS = 1000
 LESSON_SCHEDULES = {

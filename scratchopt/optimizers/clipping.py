@@ -1,0 +1,142 @@
+"""Gradient clipping, exactly as Keras's optimizers do it.
+
+Three ways to keep one bad batch from throwing the weights far away:
+
+* ``clip_by_value(grads, v)`` caps every element to ``[-v, v]``, in TF's order
+  ``max(min(g, v), -v)``. NaN stays NaN.
+* ``clip_by_norm(grads, c)`` rescales **each tensor on its own** (Keras's ``clipnorm``
+  is per variable, not global) so that its L2 norm is at most ``c``::
+
+      norm = sqrt(sum(g * g))            (0 if the sum is 0, NaN if it is NaN)
+      g    = (g * c) / max(norm, c)
+
+  Note the ``(g * c) / c`` when the norm is already small: it is applied anyway, and is
+  not always bit-identical to ``g``.
+* ``clip_by_global_norm(grads, c)`` rescales all tensors by one factor, from the norm of
+  everything together::
+
+      norm  = sqrt(sum_i sum(g_i * g_i))
+      scale = c * min(1 / norm, 1 / c)   (1/c in double precision, then rounded)
+      scale = scale + (norm - norm)      (NaN when the norm is inf or NaN)
+      g_i   = g_i * scale
+
+The sums follow TensorFlow's order (``numerics.reduce_sum``), so the results are the same
+bits as Keras's. The optimizers call these same functions.
+"""
+
+import numbers
+
+import numpy as np
+
+from ..backend import maximum, minimum, namespace, sqrt
+from ..numerics import as_dtype, reduce_sum, tf_arithmetic
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a positive number, got {value!r} ({type(value).__name__})")
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+
+
+def _no_half(grads, name):
+    for i, g in enumerate(grads):
+        if g is not None and g.dtype == np.float16:
+            raise TypeError(
+                f"grads[{i}] is float16: {name} sums squares, and TF sums half precision in an "
+                "order scratchopt does not reproduce bit for bit; cast the gradient to float32")
+
+
+@tf_arithmetic()  # flush-to-zero, and inf/NaN as results, as in TF
+def clip_by_value(grads, clipvalue):
+    """Each element clipped to ``[-clipvalue, clipvalue]`` (``tf.clip_by_value``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_value
+    >>> clip_by_value([np.array([-3.0, 0.5, 2.0]), None], 1.0)  # None passes through
+    [array([-1. ,  0.5,  1. ]), None]
+    """
+    _positive("clipvalue", clipvalue)
+
+    def clip(g):
+        v = as_dtype(clipvalue, g.dtype)
+        return maximum(minimum(g, v), -v)
+
+    return [None if g is None else clip(g) for g in grads]
+
+
+@tf_arithmetic()
+def clip_by_norm(grads, clipnorm):
+    """Each tensor rescaled so its own L2 norm is at most ``clipnorm`` (``tf.clip_by_norm``).
+
+    Examples
+    --------
+    The first tensor's norm is 5, so it is divided by 5; the second's is 0.5, under the
+    limit, so it is kept (``(g * 1) / 1``): each tensor on its own.
+
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_norm
+    >>> clip_by_norm([np.array([3.0, 4.0]), np.array([0.3, 0.4])], 1.0)
+    [array([0.6, 0.8]), array([0.3, 0.4])]
+    """
+    _positive("clipnorm", clipnorm)
+    _no_half(grads, "clipnorm")
+
+    def clip(g):
+        c = as_dtype(clipnorm, g.dtype)
+        l2sum = reduce_sum(g * g)
+        l2norm = sqrt(l2sum) if l2sum > 0 else l2sum  # TF's "two-tap where": NaN stays NaN
+        return (g * c) / maximum(l2norm, c)
+
+    return [None if g is None else clip(g) for g in grads]
+
+
+def global_norm(grads):
+    """``sqrt`` of the sum over tensors of each tensor's sum of squares (Keras's order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scratchopt.clipping import global_norm
+    >>> float(global_norm([np.array([6.0]), np.array([8.0])]))  # sqrt(36 + 64)
+    10.0
+    """
+    grads = [g for g in grads if g is not None]
+    _no_half(grads, "global_clipnorm")
+    dtypes = {g.dtype for g in grads}
+    if len(dtypes) > 1:
+        # Keras multiplies each gradient by a scale of the promoted dtype, which TF refuses.
+        raise TypeError(
+            f"global_clipnorm needs gradients of one dtype, got {sorted(map(str, dtypes))} "
+            "(Keras fails here too)"
+        )
+    xp = namespace(*grads)
+    squared_norms = xp.stack([xp.asarray(reduce_sum(g * g)) for g in grads])
+    return sqrt(reduce_sum(squared_norms))
+
+
+@tf_arithmetic()
+def clip_by_global_norm(grads, global_clipnorm):
+    """All tensors rescaled by one factor so their joint L2 norm is at most ``global_clipnorm``.
+
+    Examples
+    --------
+    The joint norm is ``sqrt(6**2 + 8**2)`` = 10; to bring it to 5, every tensor is
+    multiplied by ``5 * min(1 / 10, 1 / 5)`` = 0.5, so the direction is kept.
+
+    >>> import numpy as np
+    >>> from scratchopt.clipping import clip_by_global_norm
+    >>> clip_by_global_norm([np.array([6.0]), np.array([8.0])], 5.0)
+    [array([3.]), array([4.])]
+    """
+    _positive("global_clipnorm", global_clipnorm)
+    grads = list(grads)
+    norm = global_norm(grads)
+    dtype = norm.dtype
+    scale = as_dtype(global_clipnorm, dtype) * minimum(
+        as_dtype(1.0, dtype) / norm, as_dtype(1.0 / global_clipnorm, dtype)
+    )
+    scale = scale + (norm - norm)
+    return [None if g is None else g * scale for g in grads]
