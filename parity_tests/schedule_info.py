@@ -5,6 +5,7 @@ A new schedule is one more ``ScheduleInfo`` entry.
 """
 
 import dataclasses
+import re
 
 import numpy as np
 from hypothesis import strategies as st
@@ -66,27 +67,38 @@ def warmup_landmarks(kw):
 
 NOT_POSITIVE = [0, -1, -0.5]
 
+
+def said(name, value):
+    """The part of a message that names the argument and the value it got: ``name=value``."""
+    return re.escape(f"{name}={value!r}")
+
+
 INFOS = [
     ScheduleInfo(
         schedules.ExponentialDecay,
         st.fixed_dictionaries({"initial_learning_rate": rates(), "decay_steps": steps_count(),
                                "decay_rate": floats(0.01, 1.5), "staircase": st.booleans()}),
         decay_landmarks,
-        [({"initial_learning_rate": 0.1, "decay_steps": d, "decay_rate": 0.9}, ValueError, "decay_steps")
+        [({"initial_learning_rate": 0.1, "decay_steps": d, "decay_rate": 0.9}, ValueError,
+          said("decay_steps", d))
          for d in NOT_POSITIVE]
-        + [({"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 0.9}, TypeError, "initial_learning_rate"),
-           ({"initial_learning_rate": "0.1", "decay_steps": 10, "decay_rate": 0.9}, TypeError, "initial_learning_rate"),
-           ({"initial_learning_rate": 0.1, "decay_steps": None, "decay_rate": 0.9}, TypeError, "decay_steps")],
+        + [({"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 0.9}, TypeError,
+            said("initial_learning_rate", 1)),
+           ({"initial_learning_rate": "0.1", "decay_steps": 10, "decay_rate": 0.9}, TypeError,
+            said("initial_learning_rate", "0.1")),
+           ({"initial_learning_rate": 0.1, "decay_steps": None, "decay_rate": 0.9}, TypeError,
+            said("decay_steps", None))],
     ),
     ScheduleInfo(
         schedules.PiecewiseConstantDecay,
         piecewise_kwargs(),
         piecewise_landmarks,
         [({"boundaries": [10, 20], "values": [0.1, 0.2]}, ValueError, "length of boundaries"),
-         ({"boundaries": [], "values": [0.1]}, ValueError, "boundaries"),
-         ({"boundaries": [10], "values": [1, 0.5]}, TypeError, "values"),
-         ({"boundaries": [10], "values": [0.1, np.float64(0.5)]}, TypeError, "values"),
-         ({"boundaries": ["10"], "values": [0.1, 0.5]}, TypeError, "boundaries")],
+         ({"boundaries": [], "values": [0.1]}, ValueError, said("boundaries", [])),
+         ({"boundaries": [10], "values": [1, 0.5]}, TypeError, said("values", 1)),
+         ({"boundaries": [10], "values": [0.1, np.float64(0.5)]}, TypeError,
+          said("values", [0.1, np.float64(0.5)])),
+         ({"boundaries": ["10"], "values": [0.1, 0.5]}, TypeError, said("boundaries", "10"))],
     ),
     ScheduleInfo(
         schedules.PolynomialDecay,
@@ -95,17 +107,20 @@ INFOS = [
                                "power": st.one_of(floats(0.1, 3.0), st.just(1)),
                                "cycle": st.booleans()}),
         decay_landmarks,
-        [({"initial_learning_rate": 0.1, "decay_steps": d}, ValueError, "decay_steps") for d in NOT_POSITIVE]
-        + [({"initial_learning_rate": 1, "decay_steps": 10}, TypeError, "initial_learning_rate")],
+        [({"initial_learning_rate": 0.1, "decay_steps": d}, ValueError,
+          said("decay_steps", d)) for d in NOT_POSITIVE]
+        + [({"initial_learning_rate": 1, "decay_steps": 10}, TypeError, said("initial_learning_rate", 1))],
     ),
     ScheduleInfo(
         schedules.InverseTimeDecay,
         st.fixed_dictionaries({"initial_learning_rate": rates(), "decay_steps": steps_count(),
                                "decay_rate": floats(0.0, 5.0), "staircase": st.booleans()}),
         decay_landmarks,
-        [({"initial_learning_rate": 0.1, "decay_steps": d, "decay_rate": 0.5}, ValueError, "decay_steps")
+        [({"initial_learning_rate": 0.1, "decay_steps": d, "decay_rate": 0.5}, ValueError,
+          said("decay_steps", d))
          for d in NOT_POSITIVE]
-        + [({"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 0.5}, TypeError, "initial_learning_rate")],
+        + [({"initial_learning_rate": 1, "decay_steps": 10, "decay_rate": 0.5}, TypeError,
+            said("initial_learning_rate", 1))],
     ),
     ScheduleInfo(
         schedules.CosineDecay,
@@ -115,10 +130,11 @@ INFOS = [
                       "warmup_target": st.one_of(st.none(), floats(1e-5, 1.0)),
                       "warmup_steps": st.one_of(st.integers(0, 500), floats(0.5, 100.0))}),
         decay_landmarks,
-        [({"initial_learning_rate": 0.1, "decay_steps": d}, ValueError, "decay_steps") for d in NOT_POSITIVE]
+        [({"initial_learning_rate": 0.1, "decay_steps": d}, ValueError,
+          said("decay_steps", d)) for d in NOT_POSITIVE]
         + [({"initial_learning_rate": 0, "decay_steps": 10, "warmup_target": 0.1}, TypeError,
-            "initial_learning_rate"),
-           ({"initial_learning_rate": 0.1, "decay_steps": 10, "alpha": "0"}, TypeError, "alpha")],
+            said("initial_learning_rate", 0)),
+           ({"initial_learning_rate": 0.1, "decay_steps": 10, "alpha": "0"}, TypeError, said("alpha", "0"))],
     ),
     ScheduleInfo(
         schedules.CosineDecayRestarts,
@@ -127,9 +143,10 @@ INFOS = [
             optional={"t_mul": st.one_of(st.just(1.0), st.just(2.0), floats(0.5, 3.0)),
                       "m_mul": floats(0.1, 1.5), "alpha": floats(0.0, 1.0)}),
         decay_landmarks,
-        [({"initial_learning_rate": 0.1, "first_decay_steps": d}, ValueError, "first_decay_steps")
+        [({"initial_learning_rate": 0.1, "first_decay_steps": d}, ValueError, said("first_decay_steps", d))
          for d in NOT_POSITIVE]
-        + [({"initial_learning_rate": 1, "first_decay_steps": 10}, TypeError, "initial_learning_rate")],
+        + [({"initial_learning_rate": 1, "first_decay_steps": 10}, TypeError,
+            said("initial_learning_rate", 1))],
     ),
     ScheduleInfo(
         schedules.WarmupCosineDecay,
@@ -137,9 +154,12 @@ INFOS = [
             "initial_learning_rate": rates(), "warmup_steps": st.just(w),
             "total_steps": st.integers(w + 1, w + 3000)})),
         warmup_landmarks,
-        [({"initial_learning_rate": 0.1, "warmup_steps": 10, "total_steps": 10}, ValueError, "total_steps"),
-         ({"initial_learning_rate": 0.1, "warmup_steps": -1, "total_steps": 10}, ValueError, "warmup_steps"),
-         ({"initial_learning_rate": 1, "warmup_steps": 1, "total_steps": 10}, TypeError, "initial_learning_rate")],
+        [({"initial_learning_rate": 0.1, "warmup_steps": 10, "total_steps": 10}, ValueError,
+          said("total_steps", 10)),
+         ({"initial_learning_rate": 0.1, "warmup_steps": -1, "total_steps": 10}, ValueError,
+          said("warmup_steps", -1)),
+         ({"initial_learning_rate": 1, "warmup_steps": 1, "total_steps": 10}, TypeError,
+          said("initial_learning_rate", 1))],
     ),
 ]
 

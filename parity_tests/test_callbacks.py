@@ -537,7 +537,7 @@ def test_bad_arguments_are_refused_at_construction_naming_them(tf, case):
         assert "'epsilon'" in message, message
     else:
         assert f"{name}={value!r}" in message or f"{name}={value}" in message, message
-    # Keras's side, as the table says (each "accepts" is listed in callbacks.py's docstring).
+    # Keras's side, as the table says (each "accepts" is listed in scratchopt/callbacks/base.py's docstring).
     if keras_does != "accepts":
         with pytest.raises(error if keras_does == "rejects" else keras_does):
             getattr(keras.callbacks, kind)(**kwargs)

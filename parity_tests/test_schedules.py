@@ -72,7 +72,7 @@ def test_bad_arguments_are_refused(case):
 
 # Keras refuses these at construction too (its only check: decay_steps <= 0).
 KERAS_REFUSES = [(info, kwargs) for info in INFOS if info.cls is not schedules.WarmupCosineDecay
-                 for kwargs, error, text in info.errors if text.endswith("decay_steps") and error is ValueError]
+                 for kwargs, error, text in info.errors if "decay_steps=" in text and error is ValueError]
 
 
 @pytest.mark.parametrize("case", KERAS_REFUSES, ids=lambda c: f"{c[0]}-{c[1]}")

@@ -24,19 +24,11 @@ The sums follow TensorFlow's order (``numerics.reduce_sum``), so the results are
 bits as Keras's. The optimizers call these same functions.
 """
 
-import numbers
-
 import numpy as np
 
+from .. import checks
 from ..backend import maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, reduce_sum, tf_arithmetic
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r} ({type(value).__name__})")
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def _no_half(grads, name):
@@ -58,7 +50,7 @@ def clip_by_value(grads, clipvalue):
     >>> clip_by_value([np.array([-3.0, 0.5, 2.0]), None], 1.0)  # None passes through
     [array([-1. ,  0.5,  1. ]), None]
     """
-    _positive("clipvalue", clipvalue)
+    checks.positive("clipvalue", clipvalue)
 
     def clip(g):
         v = as_dtype(clipvalue, g.dtype)
@@ -81,7 +73,7 @@ def clip_by_norm(grads, clipnorm):
     >>> clip_by_norm([np.array([3.0, 4.0]), np.array([0.3, 0.4])], 1.0)
     [array([0.6, 0.8]), array([0.3, 0.4])]
     """
-    _positive("clipnorm", clipnorm)
+    checks.positive("clipnorm", clipnorm)
     _no_half(grads, "clipnorm")
 
     def clip(g):
@@ -131,7 +123,7 @@ def clip_by_global_norm(grads, global_clipnorm):
     >>> clip_by_global_norm([np.array([6.0]), np.array([8.0])], 5.0)
     [array([3.]), array([4.])]
     """
-    _positive("global_clipnorm", global_clipnorm)
+    checks.positive("global_clipnorm", global_clipnorm)
     grads = list(grads)
     norm = global_norm(grads)
     dtype = norm.dtype

@@ -27,35 +27,37 @@ not a Python float), while ``np.float64(0.1)`` (a float subclass) and ints are a
 ``None`` means the default.
 """
 
-import math
-
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
 from ..numerics import reduce_sum, tf_arithmetic, through_float32
 
 
 def _factor(name, value):
-    """Keras's ``validate_float_arg``: a finite, non-negative Python int or float."""
-    if not isinstance(value, (float, int)) or math.isinf(value) or math.isnan(value) or value < 0:
-        raise ValueError(f"Invalid value for argument {name}: expected a non-negative float. "
-                         f"Received: {name}={value!r} ({type(value).__name__})")
-    return float(value)
+    """Keras's ``validate_float_arg`` (``checks.factor``), which lets a bool through as
+    Keras's does (``isinstance(True, int)``): ``L2(True)`` is ``L2(1.0)`` there and here."""
+    if isinstance(value, bool):
+        return float(value)
+    return checks.factor(name, value)
 
 
 def _weights(w):
     dtype = getattr(w, "dtype", None)
-    if dtype not in (np.float32, np.float64):
-        raise TypeError(f"`w` must be a float32 or float64 array, got {type(w).__name__} of dtype {dtype} "
-                        "(TF sums float16 in its own way, which scratchopt does not emulate)")
+    # isinstance first: ``None in FLOAT_DTYPES`` is True (np.dtype(None) is float64), so is "float32".
+    if not (isinstance(dtype, np.dtype) and dtype in checks.FLOAT_DTYPES):
+        raise TypeError("`w` must be a float32 or float64 array (TF sums float16 in its own way, which "
+                        f"scratchopt does not emulate). Received: w of dtype {dtype} ({type(w).__name__})")
     return w
 
 
-class Regularizer:
+class Regularizer(checks.Configurable):
     """The shared part: ``reg(w)`` is the penalty (a Python float), ``reg.gradient(w)`` its gradient.
 
-    A subclass writes ``penalty(w)`` and ``penalty_gradient(w)``; the base class checks
-    ``w`` and runs them in TF's float environment (flush-to-zero).
+    A subclass writes ``penalty(w)`` and ``penalty_gradient(w)`` (and ``get_config()``, the
+    constructor's arguments); the base class checks ``w`` and runs them in TF's float
+    environment (flush-to-zero). ``from_config`` and ``repr`` (the call, with the arguments
+    that differ from the defaults) come from ``checks.Configurable``.
 
     Examples
     --------
@@ -82,14 +84,6 @@ class Regularizer:
         w = _weights(w)
         with tf_arithmetic():
             return self.penalty_gradient(w)
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _l1_term(l1, w):
