@@ -1,5 +1,7 @@
 """The TF-matching numerics (sums, pow, flush-to-zero) and the clipping functions, vs TF."""
 
+import ctypes
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from conftest import scaled
 from scratchopt import clipping
-from scratchopt.numerics import (flush_denormals, FTZ_SUPPORTED, power, reduce_sum,
-                                 through_float32, ulp_distance)
+from scratchopt.numerics import (FTZ_DAZ, flush_denormals, FTZ_SUPPORTED, power, reduce_sum,
+                                 reduce_sum_over, through_float32, ulp_distance)
 from scratchopt.tools.parity import same_bits
 from strategies import DTYPES, values
 
@@ -36,6 +38,24 @@ def test_reduce_sum_matches_on_drawn_arrays(tf, dtype, data):
     x = data.draw(arrays(dtype, st.integers(0, 300), elements=values(dtype, nonfinite=True)))
     ours = reduce_sum(x)
     assert same_bits(ours, tf.reduce_sum(tf.constant(x)).numpy())
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", [(3, 8193), (5, 10001), (7, 20003), (3, 16385), (2, 4097)])
+def test_long_rows_are_tf_row_sums_and_the_mse_is_keras(tf, dtype, shape):
+    """Rows longer than a leaf, starting off a packet boundary: each row's tree is aligned to
+    its offset in the flat array, not to 0 (the MSE's per-sample sums, float32 (5, 10001):
+    summing each row as a separate array gave another bit)."""
+    import keras
+
+    from scratchopt.nn import MeanSquaredError
+
+    rng = np.random.default_rng(sum(shape))
+    x = wide(rng, int(np.prod(shape)), dtype).reshape(shape)
+    assert same_bits(reduce_sum_over(x, 1), tf.reduce_sum(tf.constant(x), axis=-1).numpy())
+    y_pred = wide(rng, x.size, dtype).reshape(shape)
+    theirs = keras.losses.MeanSquaredError(dtype=dtype.name)(tf.constant(x), tf.constant(y_pred))
+    assert same_bits(MeanSquaredError()(x, y_pred), theirs.numpy())
 
 
 def test_np_sum_is_not_tf_order(tf):
@@ -68,6 +88,23 @@ def test_flush_denormals_matches_tf_and_restores_the_mode(tf):
         assert np.float64(tiny64) * 1e-20 == tf.multiply(np.float64(tiny64), 1e-20).numpy() == 0
     assert np.float32(tiny32 * np.float32(1e-10)) > 0  # the thread's mode is back
     assert np.float64(tiny64) * 1e-20 > 0
+
+
+@pytest.mark.skipif(not FTZ_SUPPORTED, reason="flush-to-zero emulation needs x86-64 with glibc")
+def test_ftz_daz_are_the_mxcsr_bits_flush_denormals_sets():
+    from scratchopt.numerics import fpenv
+
+    def mxcsr():
+        mode = fpenv._FEMode()
+        fpenv._libm.fegetmode(ctypes.byref(mode))
+        return mode.mxcsr
+
+    assert FTZ_DAZ == (1 << 15) | (1 << 6)  # flush to zero | denormals are zero
+    before = mxcsr()
+    with flush_denormals():
+        assert mxcsr() & FTZ_DAZ == FTZ_DAZ
+        assert mxcsr() & ~FTZ_DAZ == before & ~FTZ_DAZ  # nothing else changes
+    assert mxcsr() == before
 
 
 def test_ulp_distance():

@@ -5,7 +5,7 @@ Each loss is ``loss(y_true, y_pred)`` -> a 0-d array (the batch mean), and
 """
 
 from ..backend import namespace
-from ..numerics import reduce_sum, tf_arithmetic
+from ..numerics import reduce_sum, reduce_sum_over, tf_arithmetic
 
 
 class MeanSquaredError:
@@ -18,7 +18,8 @@ class MeanSquaredError:
                                                             then "sum over batch size")
         dloss  = -((1/N) / D) * (d * 2)                    (TF's gradients, in their order)
 
-    The sums run in TF's order (``numerics.reduce_sum``), so a float64 loss has Keras's bits.
+    The sums run in TF's order (``numerics.reduce_sum_over`` over each sample, then
+    ``numerics.reduce_sum`` over the batch), so a float64 loss has Keras's bits.
 
     Examples
     --------
@@ -38,7 +39,7 @@ class MeanSquaredError:
     def __call__(self, y_true, y_pred):
         d = y_true.astype(y_pred.dtype) - y_pred
         n, dim = d.shape[0], d[0].size
-        per_sample = _row_sums(d * d) / d.dtype.type(dim)
+        per_sample = reduce_sum_over((d * d).reshape(n, dim), 1) / d.dtype.type(dim)
         return reduce_sum(per_sample) / d.dtype.type(n)
 
     @tf_arithmetic()
@@ -47,15 +48,6 @@ class MeanSquaredError:
         T = d.dtype.type
         g = (T(1) / T(d.shape[0])) / T(d[0].size)
         return -(g * (d * T(2)))
-
-
-def _row_sums(x):
-    """Each row's sum over its last axes, in TF's inner-reduction order."""
-    rows = x.reshape(x.shape[0], -1)
-    if rows.shape[1] == 1:
-        return rows[:, 0]
-    xp = namespace(x)
-    return xp.stack([reduce_sum(r) for r in rows])
 
 
 class SoftmaxCrossEntropy:

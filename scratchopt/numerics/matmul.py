@@ -22,12 +22,19 @@ Eigen's full reduction (``numerics.reduce_sum``).
 import numpy as np
 
 from ..backend import namespace
-from . import reduce_sum, tf_arithmetic
+from .fpenv import tf_arithmetic
+from .sums import reduce_sum
 
 
 @tf_arithmetic()
 def matmul(a, b, transpose_a=False, transpose_b=False):
-    """``op(a) @ op(b)`` for 2-d arrays, summed as ``tf.matmul`` sums it (exact in float64)."""
+    """``op(a) @ op(b)`` for 2-d arrays, summed as ``tf.matmul`` sums it (exact in float64).
+
+    >>> import numpy as np
+    >>> a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    >>> matmul(a, a).tolist(), matmul(a, a, transpose_a=True).tolist()
+    ([[7.0, 10.0], [15.0, 22.0]], [[10.0, 14.0], [14.0, 20.0]])
+    """
     a = a.T if transpose_a else a
     b = b.T if transpose_b else b
     if namespace(a) is not np or a.dtype != np.float64:
@@ -50,7 +57,12 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
 
 @tf_arithmetic()
 def bias_add_grad(dz):
-    """The bias gradient of a Dense layer: the sum over the batch, in TF's order."""
+    """The bias gradient of a Dense layer: the sum over the batch, in TF's order.
+
+    >>> import numpy as np
+    >>> bias_add_grad(np.array([[1.0, 2.0], [3.0, 4.0]])).tolist()
+    [4.0, 6.0]
+    """
     if namespace(dz) is not np:
         return dz.sum(axis=0)
     if dz.shape[1] == 1:  # tf.add's gradient: reduce_sum over the batch

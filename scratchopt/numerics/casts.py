@@ -1,0 +1,44 @@
+"""Python-float constants becoming tensors: rounded once, or rounded through float32.
+
+Keras hands a Python float to TensorFlow in one of two ways. ``ops.multiply(x, 0.1)``
+converts it straight to ``x``'s dtype, rounding the double once (``as_dtype``).
+``ops.cast(0.9, float64)`` first builds a *float32* tensor, so a float64 model sees
+``0.8999999761581421`` (``through_float32``, ``keras_cast``). The learning rate always
+takes the float32 road: Keras keeps it in a float32 variable.
+"""
+
+import numpy as np
+
+
+def as_dtype(x, dtype):
+    """``x`` rounded once to ``dtype``: what ``ops.add(tensor, x)`` does with a Python float.
+
+    >>> as_dtype(0.9, "float64")
+    np.float64(0.9)
+    """
+    return np.dtype(dtype).type(x)
+
+
+def through_float32(x, dtype):
+    """``x`` rounded to float32, then widened to ``dtype``: what ``ops.cast(x, dtype)`` does.
+
+    >>> through_float32(0.9, "float64")
+    np.float64(0.8999999761581421)
+    """
+    return np.dtype(dtype).type(np.float32(x))
+
+
+def keras_cast(x, dtype):
+    """``ops.cast(x, dtype)`` for a Python number, NumPy scalar or NumPy array.
+
+    ``tf.cast`` first makes a tensor of ``x``: a Python float becomes float32 (so it is
+    rounded through float32), a Python int an integer tensor, a NumPy value keeps its own
+    dtype. Then it converts that tensor to ``dtype``.
+
+    >>> import numpy as np
+    >>> float(keras_cast(0.9, "float64")), float(keras_cast(np.float64(0.9), "float64"))
+    (0.8999999761581421, 0.9)
+    """
+    if type(x) is float:
+        x = np.float32(x)
+    return np.asarray(x).astype(dtype)

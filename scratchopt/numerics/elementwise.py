@@ -1,0 +1,53 @@
+"""``tf.math.rsqrt`` and its gradient ``RsqrtGrad``: what BatchNorm and LayerNorm need.
+
+Eigen evaluates an elementwise op in whole packets (P = 8 float32 / 4 float64) and then the
+last ``size % P`` elements one at a time, and the two parts need not compute alike: TF's
+float32 ``rsqrt`` uses the CPU's approximate instruction on packets, and ``RsqrtGrad``
+groups its products differently on packets and on the tail.
+"""
+
+from ..backend import namespace
+from .fpenv import tf_arithmetic
+from .sums import _packet_size
+
+
+@tf_arithmetic()
+def rsqrt(x):
+    """``tf.math.rsqrt``: ``1 / sqrt(x)``, elementwise.
+
+    Exact for float64, and for float32 on the last ``size % 8`` elements. TF computes the
+    float32 elements in whole 8-lane packets with the CPU's approximate ``rsqrt``
+    instruction and one Newton step, a few ULP from ``1 / sqrt`` and different between
+    CPU vendors: those cannot be reproduced from NumPy (KERAS_SEMANTICS §0.5).
+
+    >>> import numpy as np
+    >>> rsqrt(np.array([4.0, 0.25, 0.0])).tolist()
+    [0.5, 2.0, inf]
+    """
+    one = x.dtype.type(1)
+    return one / namespace(x).sqrt(x)
+
+
+@tf_arithmetic()
+def rsqrt_grad(r, dr):
+    """TF's ``RsqrtGrad(r, dr)``, the gradient of ``r = rsqrt(v)``: ``-0.5 * dr * r**3``.
+
+    Eigen computes it in two forms: whole packets (the first ``size - size % P`` elements,
+    P = 8 float32 / 4 float64) as ``(-0.5 * (r*r)) * (r*dr)``, with each product taken as 0
+    when its right factor is 0; the tail as ``(-0.5 * (dr*r)) * (r*r)``, 0 where ``dr == 0``.
+    They differ only in how 0, inf and flushed values come out.
+
+    >>> import numpy as np
+    >>> rsqrt_grad(np.array([0.5, 2.0]), np.array([1.0, 0.0])).tolist()
+    [-0.0625, 0.0]
+    """
+    xp = namespace(r)
+    t = r.dtype.type
+    zero = xp.zeros_like(r)
+    packed_rr = (r * r) * t(-0.5)
+    r_dr = xp.where(dr == 0, zero, r * dr)
+    packed = xp.where(r_dr == 0, zero, packed_rr * r_dr)
+    tail = xp.where(dr == 0, zero, (t(-0.5) * (dr * r)) * (r * r))
+    packet = _packet_size(r.dtype)
+    flat = xp.arange(r.size).reshape(r.shape)
+    return xp.where(flat < r.size - r.size % packet, packed, tail)
