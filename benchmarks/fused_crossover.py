@@ -6,7 +6,7 @@ Times one Adam step (``opt.apply``: the whole step a user pays for, median of ma
 after a warm-up) on one parameter of each size, three ways: the NumPy reference path
 (``backend = "numpy"``), the fused kernel forced serial, and the fused kernel forced
 parallel (``scratchopt.optimizers.engine.fused_cpu.PARALLEL_MIN_BYTES`` set to 0 or to infinity).
-``--rule`` times only the update rule (``Optimizer._run_rule``, where the path is chosen),
+``--rule`` times only the update rule (``engine.run``, where the path is chosen),
 without the step's fixed Python cost (checks, learning rate, scalars: tens of us).
 The sizes are interleaved and the median taken, so a busy neighbour on a shared machine
 blurs all three columns alike; the load average is printed with the table. The last line
@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from scratchopt.numerics import tf_arithmetic
-from scratchopt.optimizers import Adam
+from scratchopt.optimizers import Adam, engine
 from scratchopt.optimizers.engine import fused_cpu as fused
 
 DEFAULT_SIZES = [1e3, 3e3, 1e4, 2e4, 5e4, 1e5, 3e5, 1e6, 1e7]
@@ -38,7 +38,8 @@ def step_timer(size, dtype, backend, parallel, rule_only):
     opt.apply(grads, params)  # builds the slots
     dtype = params[0].dtype
     scalars = opt.scalars(dtype.type(opt.learning_rate), opt.iterations, dtype)
-    slots = [opt._slots[0].get(k) for k in opt._slot_names]
+    slots = [opt._slots[0].get(k) for k in opt._rule_slots]
+    fused_ok = engine.wants_fused(backend, params)
 
     def step():
         saved = fused.PARALLEL_MIN_BYTES
@@ -47,7 +48,7 @@ def step_timer(size, dtype, backend, parallel, rule_only):
             if rule_only:
                 with tf_arithmetic():
                     start = time.perf_counter()
-                    opt._run_rule(grads[0], params[0], slots, scalars)
+                    engine.run(opt.update, grads[0], params[0], slots, scalars, fused_ok)
             else:
                 start = time.perf_counter()
                 opt.apply(grads, params)
@@ -80,7 +81,7 @@ def main():
             times[n, way] += [step() for _ in range(steps)]
     median = {key: statistics.median(t) * 1e6 for key, t in times.items()}
 
-    what = "the update rule alone (_run_rule)" if args.rule else "one step (opt.apply)"
+    what = "the update rule alone (engine.run)" if args.rule else "one step (opt.apply)"
     print(f"Adam, {args.dtype}, {what}, median us; numba {numba.__version__}, "
           f"{numba.get_num_threads()} threads, layer {numba.threading_layer()}, "
           f"load average {os.getloadavg()[0]:.2f}, PARALLEL_MIN_BYTES = {fused.PARALLEL_MIN_BYTES:,}"

@@ -37,7 +37,7 @@ from test_fused import assert_same_runs, mixed, states
 from scratchopt.numerics import tf_arithmetic
 from scratchopt.optimizers import adam, rmsprop, sgd
 from scratchopt.optimizers.engine import fused_gpu
-from scratchopt.optimizers.engine.fused_cpu import split_scalars
+from scratchopt.optimizers.engine.fusion import split_scalars
 
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 
@@ -81,7 +81,7 @@ def test_the_trace_replays_to_the_rules_bits(name, missing, literals, seed, dtyp
     rng = np.random.default_rng(seed)
     names = list(inspect.signature(rule).parameters)[:len(missing)]
     arrays = {n: None if gone else mixed(rng, 64, dtype, nonfinite) for n, gone in zip(names, missing)}
-    arrays = {n: np.abs(a) if n in ("v", "v_hat") and a is not None else a for n, a in arrays.items()}
+    arrays = {n: np.abs(a) if n in ("v", "v_max") and a is not None else a for n, a in arrays.items()}
     scalars = {n: literals[n] if n in literals else dtype(rng.uniform(0.001, 1.0)) for n in scalar_names}
     kernel = fused_gpu.trace(rule, missing, scalar_names, literals)
     with tf_arithmetic():

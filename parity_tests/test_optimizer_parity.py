@@ -83,10 +83,10 @@ def test_the_parity_check_can_fail(tf, monkeypatch):
     """A textbook Adam (epsilon outside the bias correction) is caught by the parity row."""
     from scratchopt.optimizers import Adam
 
-    def textbook(g, var, m, v, v_hat, *, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
+    def textbook(g, var, m, v, v_max, *, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
         m = (1 - one_minus_beta_1) * m + one_minus_beta_1 * g
         v = (1 - one_minus_beta_2) * v + one_minus_beta_2 * g * g
-        return var - alpha * m / (np.sqrt(v) + epsilon), m, v, v_hat
+        return var - alpha * m / (np.sqrt(v) + epsilon), m, v, v_max
 
     monkeypatch.setattr(Adam, "update", staticmethod(textbook))
     row = run_row("Adam", {"learning_rate": 0.01}, "float32", steps=5)

@@ -234,13 +234,13 @@ def test_a_learning_rate_callable_without_arguments_is_called_bare_as_in_keras(t
 @given(data=st.data())
 def test_blocks_and_memory_layouts_give_the_same_bits(info, data):
     """The NumPy path's blocks (here 2 elements) and non-contiguous params change no bit."""
-    from scratchopt.optimizers import base
+    from scratchopt.optimizers import engine
 
     run = data.draw(runs(info, max_steps=4))
     results = []
     for block_bytes, layout in [(1 << 62, "C"), (16, "C"), (16, "F")]:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(base, "BLOCK_BYTES", block_bytes)
+            patch.setattr(engine, "BLOCK_BYTES", block_bytes)
             opt = info.cls(**run.kwargs)
             params = [np.array(p, order=layout) for p in run.params]
             for grads in run.grads:

@@ -1,5 +1,6 @@
 """RMSprop: divide the step by a running RMS of the gradient."""
 
+from .. import checks
 from ..backend import sqrt
 from ..numerics import as_dtype
 from .base import Optimizer
@@ -61,12 +62,23 @@ class RMSprop(Optimizer):
     array([0.9684, 1.0316])
     """
 
-    defaults = {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-07,
-                "centered": False}
     update = staticmethod(update)
+    slot_names = ("v", "avg_g", "buf")
 
-    def slots(self):
-        return {"v": True, "avg_g": bool(self.centered), "buf": self.momentum > 0}
+    def __init__(self, learning_rate=0.001, rho=0.9, momentum=0.0, epsilon=1e-07, centered=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name="RMSprop", **kwargs):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
+                         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name, **kwargs)
+        self.rho = checks.number("rho", rho)
+        self.momentum = checks.number("momentum", momentum)
+        self.epsilon = checks.number("epsilon", epsilon)
+        self.centered = centered
+
+    def slots_in_use(self):
+        return ("v",) + (("avg_g",) if self.centered else ()) + (("buf",) if self.momentum > 0 else ())
 
     def scalars(self, lr, step, dtype):
         return {

@@ -60,17 +60,24 @@ class SGD(Optimizer):
     array([0.71, 2.29])
     """
 
-    defaults = {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False}
     update = staticmethod(update)
+    slot_names = ("m",)
 
-    def validate(self):
-        m = self.momentum
-        if not isinstance(m, float) or m < 0 or m > 1:
-            raise ValueError(f"`momentum` must be a float between [0, 1]. Received: momentum={m!r} "
-                             f"({type(m).__name__})")
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False,
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None, loss_scale_factor=None,
+                 gradient_accumulation_steps=None, name="SGD", **kwargs):
+        super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
+                         ema_momentum, ema_overwrite_frequency, loss_scale_factor,
+                         gradient_accumulation_steps, name, **kwargs)
+        if not isinstance(momentum, float) or momentum < 0 or momentum > 1:  # Keras's check
+            raise ValueError(f"`momentum` must be a float between [0, 1]. "
+                             f"Received: momentum={momentum!r} ({type(momentum).__name__})")
+        self.momentum = momentum
+        self.nesterov = nesterov
 
-    def slots(self):
-        return {"m": self.momentum != 0}
+    def slots_in_use(self):
+        return ("m",) if self.momentum != 0 else ()
 
     def scalars(self, lr, step, dtype):
         return {"lr": lr, "momentum": through_float32(self.momentum, dtype), "nesterov": bool(self.nesterov)}

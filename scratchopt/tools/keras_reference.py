@@ -17,8 +17,8 @@ _tf = None
 #: scratchopt slot name -> the Keras optimizer attribute holding that slot per variable.
 KERAS_SLOTS = {
     "SGD": {"m": "momentums"},
-    "Adam": {"m": "_momentums", "v": "_velocities", "v_hat": "_velocity_hats"},
-    "AdamW": {"m": "_momentums", "v": "_velocities", "v_hat": "_velocity_hats"},
+    "Adam": {"m": "_momentums", "v": "_velocities", "v_max": "_velocity_hats"},
+    "AdamW": {"m": "_momentums", "v": "_velocities", "v_max": "_velocity_hats"},
     "RMSprop": {"v": "_velocities", "avg_g": "_average_gradients", "buf": "_momentums"},
 }
 

@@ -1,6 +1,6 @@
 """The fused CPU path: an optimizer's own ``update`` rule, compiled by numba into one loop.
 
-The NumPy path runs a rule such as Adam's ``update(g, var, m, v, v_hat, *, alpha, ...)`` on
+The NumPy path runs a rule such as Adam's ``update(g, var, m, v, v_max, *, alpha, ...)`` on
 whole arrays: every ``+``, ``*`` and ``sqrt`` is one pass over memory with a temporary
 array. Here the *same function* is compiled by numba for scalars and called once per
 element inside a generated loop, so each element is read once and written once::
@@ -40,19 +40,19 @@ Why the bits are the NumPy path's, bit for bit (``parity_tests/test_fused.py`` c
 numba is optional (``pip install scratchopt[fast]``): it is imported on the first fused
 step, never by ``import scratchopt``. Each kernel (rule, unused slots, dtype, serial or
 parallel) is compiled on its first use, in about half a second, and kept for the
-process. ``Optimizer._run_rule`` chooses this path when numba imports and every array is
+process. ``engine.run`` chooses this path when numba imports and every array is
 a C-contiguous, aligned NumPy float32/float64 array; ``SCRATCHOPT_BACKEND=numpy`` or
 ``opt.backend = "numpy"`` forces the NumPy reference path.
 """
 
 import functools
-import inspect
 import platform
-import threading
 import types
-import warnings
 
 import numpy as np
+
+from ...numerics import FTZ_DAZ
+from . import fusion
 
 #: From this many bytes per array on, the kernel runs in parallel (numba ``prange``, one
 #: chunk per thread); below it, serially in the calling thread. Measured with
@@ -69,12 +69,9 @@ import numpy as np
 #: ``numba.set_num_threads(1)`` (or ``NUMBA_NUM_THREADS=1``) then keeps every kernel serial.
 PARALLEL_MIN_BYTES = 160 << 10
 
-_FTZ_DAZ = 0x8040  # MXCSR bit 15 (flush to zero) | bit 6 (denormals are zero)
 _X86 = platform.machine() in ("x86_64", "AMD64")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_lock = threading.Lock()
-_kernels = {}
-_unfusable = {}  # (rule, path) -> the error a fused path gave compiling it
+_fallbacks = fusion.Fallbacks("fused path")
 
 
 @functools.cache
@@ -115,48 +112,21 @@ def run(rule, arrays, scalars):
     (a custom optimizer's rule may use what numba does not support): the caller then runs
     the NumPy path, and a ``RuntimeWarning`` says why, once per rule.
     """
-    if gave_up(rule, "fused path"):
+    if rule in _fallbacks:
         return False
-    literals, values = split_scalars(scalars, arrays[1].dtype.type)
+    literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     parallel = arrays[1].nbytes >= PARALLEL_MIN_BYTES and _threads() > 1
     missing = tuple(a is None for a in arrays)
     import numba
 
     try:
-        kernel = _kernel(rule, missing, tuple(scalars), tuple(literals), parallel)
+        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals), parallel)
         # numba compiles a new signature before running it, and a compiled kernel cannot
         # raise (no bounds checks, IEEE division): an error here means nothing was written.
         kernel(*[a.reshape(-1) for a in arrays if a is not None], *values)
     except (numba.core.errors.NumbaError, TypeError, AttributeError) as error:
-        gave_up(rule, "fused path", error)
+        _fallbacks.add(rule, error)
         return False
-    return True
-
-
-def split_scalars(scalars, dtype):
-    """``(literals, values)``: the bool/None scalars as ``(name, value)`` pairs, which the
-    kernel takes as constants, and the others in ``dtype`` (a Python number is rounded to
-    the array dtype, as NumPy 2 treats it next to an array), in ``scalars``' order."""
-    literals, values = [], []
-    for name, value in scalars.items():
-        if value is None or isinstance(value, (bool, np.bool_)):
-            literals.append((name, None if value is None else bool(value)))
-        elif isinstance(value, np.generic):
-            values.append(value)
-        else:
-            values.append(dtype(value))
-    return literals, values
-
-
-def gave_up(rule, path, error=None):
-    """Whether the fused ``path`` already failed on ``rule``; with ``error``, record that it
-    did and warn, once, that ``rule`` runs as array code there instead."""
-    if error is None:
-        return (rule, path) in _unfusable
-    _unfusable[rule, path] = error
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    warnings.warn(f"the {path} cannot compile {rule.__module__}.{rule.__qualname__} "
-                  f"({first}); it runs as array code instead", RuntimeWarning, stacklevel=5)
     return True
 
 
@@ -166,17 +136,6 @@ def _threads():
 
     _start_threads()
     return numba.get_num_threads()
-
-
-def _kernel(rule, missing, scalar_names, literals, parallel):
-    key = (rule, missing, scalar_names, literals, parallel)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        with _lock:
-            kernel = _kernels.get(key)
-            if kernel is None:
-                kernel = _kernels[key] = _compile(rule, missing, scalar_names, dict(literals), parallel)
-    return kernel
 
 
 @functools.cache
@@ -195,31 +154,13 @@ def _jit_rule(rule):
     return numba.njit(function, fastmath=False, error_model="numpy")
 
 
-def rule_signature(rule, missing, scalar_names, reserved=()):
-    """``(array_names, keyword_names)`` of a rule ``(g, var, *slots, *, scalars...)``, checked
-    against the arrays (``missing``: which are None) and scalars a step passes it. Names
-    starting with ``_`` (and the ``reserved`` ones) belong to the generated kernels."""
-    parameters = list(inspect.signature(rule).parameters.values())
-    array_names = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
-    keyword_names = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
-    if len(array_names) != len(missing) or sorted(keyword_names) != sorted(scalar_names):
-        raise TypeError(f"{rule.__qualname__}{inspect.signature(rule)} does not match "
-                        f"{len(missing)} arrays and scalars {sorted(scalar_names)}")
-    if missing[1]:
-        raise TypeError("the variable cannot be None (a rule that ignores the gradient may take None)")
-    if any(n.startswith("_") or n in reserved for n in array_names + keyword_names):
-        raise TypeError(f"{rule.__qualname__}: {' '.join(f'`{n}`' for n in reserved)}{', ' if reserved else ''}"
-                        "names starting with '_' are the kernel's own")
-    return array_names, keyword_names
-
-
 def source(rule, missing, scalar_names, literals, parallel):
     """The Python source of the kernel for ``rule``: ``_chunk`` and the entry point ``_kernel``.
 
     ``missing[k]`` says whether the rule's k-th array argument is None this time;
     ``literals`` maps the bool/None scalars (written into the loop) to their values.
     """
-    array_names, keyword_names = rule_signature(rule, missing, scalar_names)
+    array_names, keyword_names = fusion.rule_signature(rule, missing, scalar_names)
     arrays = [n for n, gone in zip(array_names, missing) if not gone]
     values = [n for n in scalar_names if n not in literals]
     arguments = ", ".join(arrays + values)
@@ -260,8 +201,9 @@ def source(rule, missing, scalar_names, literals, parallel):
 def _compile(rule, missing, scalar_names, literals, parallel):
     import numba
 
+    literals = dict(literals)
     text = source(rule, missing, scalar_names, literals, parallel)
-    namespace = {"_rule": _jit_rule(rule), "_prange": numba.prange, "_FTZ_DAZ": np.uint32(_FTZ_DAZ),
+    namespace = {"_rule": _jit_rule(rule), "_prange": numba.prange, "_FTZ_DAZ": np.uint32(FTZ_DAZ),
                  "_get_num_threads": numba.get_num_threads}
     if _X86:
         namespace.update(_mxcsr_intrinsics())
@@ -270,6 +212,9 @@ def _compile(rule, missing, scalar_names, literals, parallel):
     options = {"fastmath": False, "error_model": "numpy", "nogil": True}
     namespace["_chunk"] = numba.njit(namespace["_chunk"], **options)
     return numba.njit(namespace["_kernel"], parallel=parallel, **options)
+
+
+_kernels = fusion.KernelCache(_compile)  # (rule, missing, scalar names, literals, parallel) -> kernel
 
 
 @functools.cache
@@ -297,7 +242,7 @@ def _start_threads():
     read = numba.njit(lambda: get())
     write = numba.njit(lambda value: set_(value))
     saved = read()
-    write(saved & ~np.uint32(_FTZ_DAZ))
+    write(saved & ~np.uint32(FTZ_DAZ))
     try:
         touch(np.empty(64 * numba.get_num_threads()))
     finally:

@@ -29,8 +29,8 @@ once and written once. Adam's rule, as the kernel runs it::
     >>> kernel.in_params, kernel.out_params
     ('T g, T alpha, T one_minus_beta_1, T one_minus_beta_2, T epsilon', 'T var, T m, T v')
 
-The unused slot (``v_hat``, AMSGrad's) was passed as ``None``, so the rule's
-``if v_hat is not None`` branch is simply not taken; a ``bool`` scalar (SGD's
+The unused slot (``v_max``, AMSGrad's) was passed as ``None``, so the rule's
+``if v_max is not None`` branch is simply not taken; a ``bool`` scalar (SGD's
 ``nesterov``) is passed as itself and picks its branch the same way. There is no second
 copy of the math: change ``adam.update`` and this kernel follows.
 
@@ -55,25 +55,23 @@ bound).
 CuPy is optional (``pip install scratchopt[gpu]``) and imported only when a CuPy array
 reaches a step. Each kernel (rule, unused slots, bool scalars) is built on first use and
 compiled by CuPy per dtype, then cached (CuPy also caches it on disk).
-``Optimizer._run_rule`` chooses this path for CuPy float32/float64 arrays of one shape
+``engine.run`` chooses this path for CuPy float32/float64 arrays of one shape
 unless ``opt.backend`` / ``SCRATCHOPT_BACKEND`` is ``"numpy"``.
 """
 
 import dataclasses
 import functools
 import sys
-import threading
 
 import numpy as np
 
-from . import fused_cpu as fused
+from . import fusion
 
 #: Compiler options of every kernel: no multiply-add contraction (see the module docstring).
 OPTIONS = ("--fmad=false",)
 PATH = "fused CuPy path"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-_lock = threading.Lock()
-_kernels = {}
+_fallbacks = fusion.Fallbacks(PATH)
 
 #: The NumPy ufuncs a rule may call, and the CUDA C each becomes (``{0}``, ``{1}``: operands).
 UFUNCS = {
@@ -117,35 +115,30 @@ def run(rule, arrays, scalars):
     the rule cannot be traced or compiled (a custom rule may branch on array values): the
     caller then runs the CuPy array path, and a ``RuntimeWarning`` says why, once per rule.
     """
-    if fused.gave_up(rule, PATH):
+    if rule in _fallbacks:
         return False
-    literals, values = fused.split_scalars(scalars, arrays[1].dtype.type)
+    literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     missing = tuple(a is None for a in arrays)
     import cupy
 
     try:
-        kernel = _kernel(rule, missing, tuple(scalars), tuple(literals))
+        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals))
         # CuPy compiles a new dtype before launching: an error here means nothing was written.
         kernel(*arrays[:1 if arrays[0] is not None else 0], *values, *[a for a in arrays[1:] if a is not None])
     except (TypeError, ValueError, cupy.cuda.compiler.CompileException) as error:
-        fused.gave_up(rule, PATH, error)
+        _fallbacks.add(rule, error)
         return False
     return True
 
 
-def _kernel(rule, missing, scalar_names, literals):
-    key = (rule, missing, scalar_names, literals)
-    kernel = _kernels.get(key)
-    if kernel is None:
-        with _lock:
-            kernel = _kernels.get(key)
-            if kernel is None:
-                import cupy
+def _build(rule, missing, scalar_names, literals):
+    import cupy
 
-                text = trace(rule, missing, scalar_names, dict(literals))
-                kernel = _kernels[key] = cupy.ElementwiseKernel(
-                    text.in_params, text.out_params, text.operation, text.name, options=OPTIONS)
-    return kernel
+    text = trace(rule, missing, scalar_names, dict(literals))
+    return cupy.ElementwiseKernel(text.in_params, text.out_params, text.operation, text.name, options=OPTIONS)
+
+
+_kernels = fusion.KernelCache(_build)  # (rule, missing, scalar names, literals) -> kernel
 
 
 @dataclasses.dataclass
@@ -242,7 +235,7 @@ def trace(rule, missing, scalar_names, literals):
     ``literals`` maps the bool/None scalars (passed to the rule as themselves) to their
     values; the other scalars become kernel parameters of the array dtype ``T``.
     """
-    array_names, keyword_names = fused.rule_signature(rule, missing, scalar_names, reserved=("i",))  # CuPy's loop index
+    array_names, keyword_names = fusion.rule_signature(rule, missing, scalar_names, reserved=("i",))  # CuPy's loop index
     tape = _Tape()
     arrays = [None if gone else _Symbol(tape, n) for n, gone in zip(array_names, missing)]
     values = [n for n in scalar_names if n not in literals]
