@@ -35,9 +35,7 @@ parameter or one per packed buffer (``pack``), and says whether it may fuse
 
 import inspect
 import numbers
-import operator
 import re
-import sys
 import warnings
 
 import numpy as np
@@ -45,7 +43,7 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype, tf_arithmetic, through_float32
-from . import clipping, engine
+from . import clipping, engine, validation
 from .engine import packing
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
@@ -60,7 +58,6 @@ COMMON_ARGUMENTS = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
-_GRAD_DTYPES = (np.dtype(np.float16),) + checks.FLOAT_DTYPES
 
 
 def decay(g, var, *, weight_decay, lr):
@@ -122,7 +119,7 @@ class Optimizer(checks.Configurable):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "update" in cls.__dict__ or "slot_names" in cls.__dict__:
-            cls._rule_slots = _rule_contract(cls)
+            cls._rule_slots = validation.rule_contract(cls)
 
     def __init__(self, learning_rate=0.001, weight_decay=None, clipnorm=None, clipvalue=None,
                  global_clipnorm=None, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
@@ -136,7 +133,7 @@ class Optimizer(checks.Configurable):
         self.ema_overwrite_frequency, self.loss_scale_factor = ema_overwrite_frequency, loss_scale_factor
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.name = type(self).__name__ if name is None else name
-        self._validate_common()
+        validation.validate_common(self)
         self._set_learning_rate(learning_rate, constructing=True)
         for key in COMMON_ARGUMENTS:  # a number where Keras expects one (None: unset, but not for ema_momentum)
             if key != "use_ema" and (getattr(self, key) is not None or key == "ema_momentum"):
@@ -148,32 +145,13 @@ class Optimizer(checks.Configurable):
         self._packs = []
         self._packed_grads = None  # what packed_gradients() handed out
 
-    def _validate_common(self):
-        """Keras's checks, including what it lets through (KERAS_SEMANTICS §1)."""
-        s = self.gradient_accumulation_steps
-        if s and isinstance(s, numbers.Real) and not s >= 2:  # 0/None disable it; 2.5 passes here
-            raise ValueError(f"`gradient_accumulation_steps` must be an integer >= 2. "
-                             f"Received: gradient_accumulation_steps={s!r}")
-        if self.use_ema:
-            m = self.ema_momentum
-            if checks.is_real(m) and (m > 1 or m < 0):
-                raise ValueError(f"`ema_momentum` must be in the range [0, 1]. Received: ema_momentum={m!r}")
-            f = self.ema_overwrite_frequency
-            if f and (not isinstance(f, int) or f < 1):  # 0 is falsy, so accepted
-                raise ValueError("`ema_overwrite_frequency` must be an integer >= 1 or None. "
-                                 f"Received: ema_overwrite_frequency={f!r}")
-        clips = {k: getattr(self, k) for k in ("clipnorm", "clipvalue", "global_clipnorm")}
-        if sum(v is not None for v in clips.values()) > 1:
-            raise ValueError("Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
-                             "Received: " + ", ".join(f"{k}={v!r}" for k, v in clips.items()))
-
     # --- the learning rate ----------------------------------------------------------------
 
     def _set_learning_rate(self, learning_rate, constructing=False):
         if callable(learning_rate):
             self._schedule = learning_rate
             # Keras calls a plain callable with no argument; a schedule gets the step.
-            self._schedule_takes_step = _takes_step(learning_rate)
+            self._schedule_takes_step = validation.takes_step(learning_rate)
             self._lr = None
             return
         if constructing and not isinstance(learning_rate, float):
@@ -235,8 +213,8 @@ class Optimizer(checks.Configurable):
         if len(names) != len(params):
             raise ValueError(f"got {len(names)} names for {len(params)} params")
         for i, p in enumerate(params):
-            _check_param(p, f"params[{i}]")
-        _check_distinct(params)
+            validation.check_param(p, f"params[{i}]")
+        validation.check_distinct(params)
         if self.built:
             return
         self._params = params
@@ -252,23 +230,16 @@ class Optimizer(checks.Configurable):
     def pack(self, params, names=None):
         """Move ``params`` into one flat buffer per dtype; return the arrays to use from now on.
 
-        ``params = opt.pack(params)`` builds the optimizer if needed (``names`` as in
-        ``build``), copies the params of each dtype (and device), in order, into one
-        contiguous buffer, and returns views into it: one array per param, same shape, same
-        values (C order). The slots get matching buffers, and any state they hold is kept.
-        A step in which every param of a dtype has a gradient then runs the update rule
-        once over that dtype's whole buffer (``engine/packing.py``), with the same bits.
-
-        From now on the returned views *are* the params: let the model read and update
-        those; the arrays passed in are copies the optimizer no longer knows (``apply``
-        refuses them). What is per tensor stays per tensor: ``clipnorm`` and
-        ``global_clipnorm`` act on each gradient before the gradients are gathered into one
-        buffer, weight decay skips excluded params, and a step where some param of a dtype
-        has no gradient steps that dtype's params one by one.
+        ``params = opt.pack(params)`` builds the optimizer if needed, copies the params of
+        each dtype (and device) into one buffer, slots alike, and returns views into it:
+        from now on those views *are* the params (``apply`` refuses the arrays passed in).
+        A step then runs the rule once per buffer, with the same bits; what is per tensor
+        (clipping, excluded weight decay, a missing gradient) stays per tensor. See
+        ``engine/packing.py``.
         """
         params = list(params)
         for i, p in enumerate(params):
-            _check_param(p, f"params[{i}]")
+            validation.check_param(p, f"params[{i}]")
         if self._packs:
             raise ValueError("this optimizer's params are already packed")
         if self.built and (len(params) != len(self._params)
@@ -281,14 +252,10 @@ class Optimizer(checks.Configurable):
         return list(self._params)
 
     def packed_gradients(self):
-        """Zeroed gradient arrays laid out like the packed params, one per param (after ``pack``).
-
-        Optional: write each step's gradients into these (``grads[i][...] = ...``, or
-        ``out=grads[i]``) and pass them to ``apply``; the step then reads each dtype's
-        gradient buffer directly, and skips the per-pair checks (these arrays are the
-        optimizer's own). Loss scaling, gradient accumulation and clipping make new
-        gradient arrays, which are gathered as usual. The same arrays are returned on every
-        call.
+        """Zeroed gradient arrays laid out like the packed params (after ``pack``), the same
+        arrays on every call. Write each step's gradients into them and pass them to
+        ``apply``: the step then reads each buffer's gradients in place, and skips the
+        per-pair checks (the arrays are the optimizer's own).
         """
         if not self._packs:
             raise ValueError("call pack(params) before packed_gradients()")
@@ -370,11 +337,11 @@ class Optimizer(checks.Configurable):
         if not grads:
             return  # Keras: an empty list is a no-op (the step count does not move)
         params = self._params_for(grads, params)
-        ours = (self._packed_grads is not None and _same_arrays(grads, self._packed_grads)
-                and _same_arrays(params, self._params))
+        ours = (self._packed_grads is not None and validation.same_arrays(grads, self._packed_grads)
+                and validation.same_arrays(params, self._params))
         if ours:  # the optimizer's own gradient buffers: every param has one, in order
             indices = range(len(grads))
-            self._check_step({pack.param.dtype for pack in self._packs})
+            validation.check_step(self, {pack.param.dtype for pack in self._packs})
         else:
             pairs = [(i, g, p) for i, (g, p) in enumerate(zip(grads, params)) if g is not None]
             if not pairs:
@@ -382,8 +349,8 @@ class Optimizer(checks.Configurable):
             if len(pairs) < len(grads):
                 warnings.warn(f"Gradients do not exist for {len(grads) - len(pairs)} of the params.",
                               stacklevel=2)
-            self._check_pairs(pairs)
-            self._check_step({g.dtype for _, g, _ in pairs})
+            validation.check_pairs(self, pairs)
+            validation.check_step(self, {g.dtype for _, g, _ in pairs})
             grads = [g for _, g, _ in pairs]
         fused = engine.wants_fused(self.backend, params)
         if not self.built:
@@ -401,44 +368,15 @@ class Optimizer(checks.Configurable):
             params = self._params
         else:
             params = list(params)
-            if self.built and not _same_arrays(params, self._params):
+            if self.built and not validation.same_arrays(params, self._params):
                 for i, p in enumerate(params):
                     if id(p) not in self._index:
                         raise ValueError(f"Unknown parameter at params[{i}]: this optimizer can only "
                                          "be called for the params it was built with.")
-                _check_distinct(params)
+                validation.check_distinct(params)
         if len(grads) != len(params):
             raise ValueError(f"got {len(grads)} gradients for {len(params)} params")
         return params
-
-    def _check_pairs(self, pairs):
-        known = _array_types()
-        for i, g, p in pairs:
-            # Two arrays of one known array type (the common case, checked quickly: a step
-            # may have thousands of pairs) need only the dtype checks; anything else, all.
-            if not (type(p) is type(g) and type(p) in known and p.dtype in checks.FLOAT_DTYPES):
-                _check_param(p, f"params[{i}]")
-                try:
-                    namespace(p, g)
-                except TypeError as error:
-                    raise TypeError(f"grads[{i}] and params[{i}]: {error}") from None
-            if g.dtype not in _GRAD_DTYPES:
-                raise TypeError(f"grads[{i}] has dtype {g.dtype}; gradients must be float16/32/64")
-            if g.shape != p.shape:
-                raise ValueError(f"grads[{i}] has shape {tuple(g.shape)} but params[{i}] has {tuple(p.shape)}")
-            if self.gradient_accumulation_steps and g.dtype != p.dtype:
-                raise TypeError(f"grads[{i}] is {g.dtype} for a {p.dtype} param: with gradient "
-                                "accumulation the dtypes must match (Keras fails here too)")
-
-    def _check_step(self, dtypes):
-        """What the step needs of all its gradients together (``dtypes``: theirs)."""
-        s = self.gradient_accumulation_steps
-        if s and not isinstance(s, numbers.Integral):
-            raise TypeError(f"gradient_accumulation_steps={s!r} is not an integer: Keras accepts it "
-                            "at construction and fails at the first step, and so does scratchopt")
-        if self.global_clipnorm and self.global_clipnorm > 0 and len(dtypes) > 1:
-            raise TypeError(f"global_clipnorm needs gradients of one dtype, got {sorted(map(str, dtypes))} "
-                            "(Keras fails here too)")
 
     def _step(self, grads, indices, fused, ours):
         """Loss scale, accumulate, then update; ``grads[k]`` is for ``self._params[indices[k]]``.
@@ -549,61 +487,3 @@ class Optimizer(checks.Configurable):
         config = {n: getattr(self, n) for n in names}
         config["learning_rate"] = self._schedule if self._schedule is not None else float(self._lr)
         return config
-
-
-def _rule_contract(cls):
-    """The names of ``cls.update``'s slots, in its order, once they are checked against
-    ``cls.slot_names``: slots reach the rule by name, so the two must name the same arrays."""
-    parameters = inspect.signature(cls.update).parameters.values()
-    arrays = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
-    if arrays[:2] != ["g", "var"]:
-        raise TypeError(f"{cls.__name__}.update must take (g, var, *slots, *, scalars...); "
-                        f"its array parameters are {arrays}")
-    rule_slots = arrays[2:]
-    if sorted(rule_slots) != sorted(cls.slot_names) or len(set(cls.slot_names)) != len(cls.slot_names):
-        raise TypeError(f"{cls.__name__}: update's slots {rule_slots} and slot_names "
-                        f"{list(cls.slot_names)} must name the same arrays (a slot reaches the rule "
-                        "as the parameter of its name)")
-    return tuple(rule_slots)
-
-
-def _same_arrays(a, b):
-    """Whether two lists hold the very same arrays, in order (a C-speed check)."""
-    return len(a) == len(b) and all(map(operator.is_, a, b))
-
-
-def _array_types():
-    """The array types a fast pair check accepts: NumPy's, and CuPy's once it is imported."""
-    cupy = sys.modules.get("cupy")
-    return (np.ndarray,) if cupy is None else (np.ndarray, cupy.ndarray)
-
-
-def _check_param(p, where):
-    try:
-        namespace(p)
-    except TypeError:
-        raise TypeError(f"{where} must be a NumPy or CuPy array, got {type(p).__name__}") from None
-    if isinstance(p, np.generic):
-        raise TypeError(f"{where} is a NumPy scalar; params must be arrays (they are updated in place)")
-    if p.dtype not in checks.FLOAT_DTYPES:
-        raise TypeError(f"{where} has dtype {p.dtype}; params must be float32 or float64")
-
-
-def _check_distinct(params):
-    """The same array twice would be stepped twice: refused."""
-    if len(set(map(id, params))) != len(params):
-        first = {}
-        for i, p in enumerate(params):
-            if id(p) in first:
-                raise ValueError(f"params[{i}] is params[{first[id(p)]}]: each param may appear once")
-            first[id(p)] = i
-
-
-def _takes_step(fn):
-    """Whether a learning-rate callable takes the step (else Keras calls it with nothing)."""
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (some builtins): pass the step
-        return True
-    return any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-               or p.kind is p.VAR_POSITIONAL for p in parameters)

@@ -6,6 +6,14 @@ per-call cost (a kernel launch, a Python call) once per tensor. After
 buffers laid out alike, so that the engine can run the rule once over the whole buffer:
 the buffer is just one more (gradient, variable, slots) triple. The rule is elementwise,
 so the bits are those of the per-tensor steps.
+
+What is per tensor stays per tensor: ``clipnorm`` and ``global_clipnorm`` act on each
+gradient before the gradients are gathered into one buffer, weight decay skips excluded
+params (a buffer holding one decays param by param), and a step where some param of a
+dtype has no gradient steps that dtype's params one by one. With the arrays of
+``opt.packed_gradients()`` (views into one gradient buffer per dtype) nothing is gathered:
+the caller has written the buffer already. NumPy and CuPy params are packed alike, one
+buffer per dtype and device.
 """
 
 import dataclasses
