@@ -21,21 +21,12 @@ import numpy as np
 
 from scratchopt.optimizers import Adam
 from scratchopt.optimizers.engine import fused_gpu
+from scratchopt.tools.bench.timing import cupy_event_timer, fixed, measure
 
 
 def timed(cupy, step, repeats=50, warmup=5):
-    start, end = cupy.cuda.Event(), cupy.cuda.Event()
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        cupy.cuda.Device().synchronize()
-        start.record()
-        step()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) * 1e-3)
-    return statistics.median(times)
+    """Median seconds of ``repeats`` calls, after ``warmup`` untimed ones (the bench's timer)."""
+    return statistics.median(measure(step, fixed(repeats, warmup=warmup), cupy_event_timer(cupy)))
 
 
 def main():
@@ -55,7 +46,7 @@ def main():
         opt.apply(grads, params)
         t_apply = timed(cupy, lambda: opt.apply(grads, params))
         scalars = opt.scalars(np.float32(0.001), opt.iterations, np.dtype(np.float32))
-        kernel = fused_gpu._kernel(type(opt).update, (False, False, False, False, True), tuple(scalars), ())
+        kernel = fused_gpu._kernels.get(type(opt).update, (False, False, False, False, True), tuple(scalars), ())
         m, v = (opt._slots[0][k] for k in ("m", "v"))
         values = [np.float32(x) for x in scalars.values()]
         t_kernel = timed(cupy, lambda: kernel(grads[0], *values, params[0], m, v))

@@ -642,3 +642,41 @@ def test_cupy_matches_numpy(data_format):
         assert all(type(a).__module__.startswith("cupy") for a in gpu)
         for a, b in zip(cpu, gpu):
             np.testing.assert_allclose(cp.asnumpy(b), a, rtol=2e-7, atol=0)
+
+
+# --- seeds: checks.generator's one rule ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 3, 2**40, 2**64 - 1])
+def test_a_seed_draws_as_numpy_default_rng(seed):
+    """Non-negative seeds below 2**64 draw exactly what ``default_rng(seed)`` draws."""
+    rng = np.random.default_rng(seed)
+    d = MixUp(alpha=0.5, seed=seed).draw(9)
+    assert same_bits(d["mix_weight"], rng.beta(0.5, 0.5, 9).astype(np.float32))
+    assert same_bits(d["permutation_order"], rng.permutation(9).astype(np.int64))
+
+
+@pytest.mark.parametrize("seed", [-1, -7, -(2**63)])
+@pytest.mark.parametrize("cls", [MixUp, CutMix])
+def test_a_negative_seed_draws_as_its_int64_bit_pattern(cls, seed):
+    a, b = cls(seed=seed).draw(9), cls(seed=seed + 2**64).draw(9)
+    assert all(same_bits(a[k], b[k]) for k in a)
+    assert cls(seed=seed).seed == seed  # the config keeps the seed given, as Keras's
+
+
+def test_text_rng_follows_the_same_rule():
+    words = [f"w{i}" for i in range(12)]
+    assert random_swap(words, 3, -1) == random_swap(words, 3, 2**64 - 1)
+    assert random_deletion(words, 0.5, -5) == random_deletion(words, 0.5, np.random.default_rng(2**64 - 5))
+    assert random_swap(words, 3, 11) == random_swap(words, 3, np.random.default_rng(11))
+
+
+def test_mixing_layers_are_layers_without_a_gradient():
+    from scratchopt.nn import Layer
+
+    for layer in (MixUp(seed=1), CutMix(seed=1)):
+        assert isinstance(layer, Layer) and not layer.differentiable and layer.params == {}
+        with pytest.raises(TypeError, match="not differentiable"):
+            layer.backward(np.zeros((2, 3, 3, 1), np.float32))
+        twin = type(layer).from_config(layer.get_config())
+        assert all(same_bits(a, b) for a, b in zip(layer.draw(5).values(), twin.draw(5).values()))

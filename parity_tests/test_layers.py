@@ -572,6 +572,61 @@ def test_dropout_keep_rate_of_our_rng(rate, dtype, seed):
     assert not np.array_equal(masks[0], masks[1])
 
 
+@pytest.mark.parametrize("seed", [0, 7, 2**63 - 1, -1, -12345, -(2**63)])
+def test_dropout_seed_draws_as_numpy_and_a_negative_one_as_its_int64_bit_pattern(seed):
+    """``checks.generator``'s rule: ``default_rng(seed % 2**64)``. Non-negative seeds draw as
+    they always did; ``-1`` draws as ``2**64 - 1`` (Keras keeps seeds in an int64)."""
+    x = np.ones((3, 5, 40))
+    for layer in (layers.Dropout(0.5, seed=seed), layers.SpatialDropout1D(0.5, seed=seed)):
+        rng = np.random.default_rng(seed % 2**64)
+        for _ in range(2):  # the same sequence of masks
+            layer(x, training=True)
+            assert np.array_equal(layer.keep, rng.random(layer.keep.shape) >= 0.5)
+
+
+def test_every_layer_derives_from_the_one_base():
+    """Dense, ReLU, the regularization layers and the mixing layers: one ``Layer`` base."""
+    import inspect
+
+    from scratchopt import augment, nn
+    from scratchopt.nn.layer import Layer
+
+    not_layers = {"Sequential", "History", "MeanSquaredError", "SoftmaxCrossEntropy"}
+    found = set()
+    for module in (nn, layers, augment):
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if inspect.isclass(obj) and name not in not_layers:
+                assert issubclass(obj, Layer), f"{module.__name__}.{name} is not a scratchopt.nn.layer.Layer"
+                found.add(name)
+    assert {"Dense", "ReLU", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
+            "BatchNormalization", "LayerNormalization", "MixUp", "CutMix", "Layer"} <= found
+    assert not augment.MixUp.differentiable and not augment.CutMix.differentiable
+
+
+@pytest.mark.parametrize("make", [lambda: layers.Dropout(0.5, seed=0), lambda: layers.SpatialDropout1D(0.5, seed=0),
+                                  layers.BatchNormalization, layers.LayerNormalization],
+                         ids=["Dropout", "SpatialDropout1D", "BatchNormalization", "LayerNormalization"])
+@pytest.mark.parametrize(("bad", "error", "pattern"), [
+    (lambda dy: dy[:, :-1], ValueError, "shape"), (lambda dy: dy.astype(np.float32), TypeError, "dtype"),
+    (lambda dy: dy.astype(np.int32), TypeError, "float32 or float64"), (lambda dy: dy.tolist(), TypeError, "NumPy or CuPy"),
+], ids=["shape", "float32", "int", "list"])
+def test_regularization_backward_refuses_a_bad_dy_and_changes_nothing(make, bad, error, pattern):
+    layer = make()
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((2, 4, 3)), rng.standard_normal((2, 4, 3))
+    layer(x, training=True)
+    dx = layer.backward(dy)
+    grads = dict(layer.grads)
+    values = {k: v.copy() for k, v in layer.params.items()}
+    with pytest.raises(error, match=pattern) as caught:
+        layer.backward(bad(dy))
+    assert "`dy`" in str(caught.value)
+    assert layer.grads.keys() == grads.keys() and all(layer.grads[k] is g for k, g in grads.items())
+    assert all(np.array_equal(layer.params[k], v) for k, v in values.items())
+    assert_same(layer.backward(dy), dx, "dx after the refusal")
+
+
 SPATIAL = [(info, fmt) for info in DROPOUT_INFOS[1:]
            for fmt in (["channels_last"] if info.name == "SpatialDropout1D" else ["channels_last", "channels_first"])]
 

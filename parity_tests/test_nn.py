@@ -8,6 +8,8 @@ shapes stay there. float32 goes through oneDNN's FMA matmul in Keras, which we d
 reproduce; the bounds below were measured and are stated with the measurement.
 """
 
+import re
+
 import numpy as np
 import pytest
 from conftest import scaled
@@ -195,3 +197,157 @@ def test_softmax_cross_entropy_matches_keras_within_float64_rounding(tf, batch, 
     assert ours(labels, logits) == pytest.approx(float(loss), rel=1e-13, abs=1e-14)
     np.testing.assert_allclose(ours.gradient(labels, logits), grad, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ours.gradient(onehot, logits), grad, rtol=1e-12, atol=1e-15)
+
+
+# --- the layer protocol: dy is checked before anything changes ------------------------------
+
+BAD_DY = [
+    (lambda dy: dy[:, :-1], ValueError, "shape"),  # wrong shape
+    (lambda dy: dy.T, ValueError, "shape"),
+    (lambda dy: dy.astype(np.float32), TypeError, "dtype"),  # the other float dtype
+    (lambda dy: dy.astype(np.int64), TypeError, "float32 or float64"),
+    (lambda dy: dy.tolist(), TypeError, "NumPy or CuPy"),  # wrong kind
+    (lambda dy: 1.0, TypeError, "NumPy or CuPy"),
+]
+
+
+def _trained_once(layer, x):
+    """One forward and one backward (so that grads exist): the dy given and the dx returned."""
+    y = layer(x, training=True)
+    dy = np.random.default_rng(1).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    return dy, dx
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Dense(3, "relu", seed=0, dtype="float64",
+                                                   kernel_regularizer=regularizers.L2(0.1)),
+                                  lambda: nn.Dense(1, seed=0, dtype="float64"), nn.ReLU],
+                         ids=["dense-relu", "dense-1", "relu"])
+@pytest.mark.parametrize(("bad", "error", "pattern"), BAD_DY, ids=["narrow", "transposed", "float32",
+                                                                   "int", "list", "scalar"])
+def test_backward_refuses_a_bad_dy_and_changes_nothing(make, bad, error, pattern):
+    layer = make()
+    x = np.random.default_rng(0).standard_normal((4, 2))
+    dy, dx = _trained_once(layer, x)
+    params, grads = dict(layer.params), dict(layer.grads)
+    values = {k: v.copy() for k, v in params.items()}
+    with pytest.raises(error, match=pattern) as caught:
+        layer.backward(bad(dy))
+    assert "`dy`" in str(caught.value)
+    assert layer.grads.keys() == grads.keys() and all(layer.grads[k] is g for k, g in grads.items())
+    assert all(layer.params[k] is p and np.array_equal(p, values[k]) for k, p in params.items())
+    assert same_bits(layer.backward(dy), dx)  # what backward needs is still the last call's
+
+
+@pytest.mark.parametrize("layer", [nn.Dense(2), nn.ReLU()], ids=["dense", "relu"])
+def test_backward_before_a_call_and_a_bad_input(layer):
+    with pytest.raises(RuntimeError, match="forward call first"):
+        layer.backward(np.ones((1, 2), np.float32))
+    with pytest.raises(TypeError, match="`x` must be a NumPy or CuPy array"):
+        layer([[1.0, 2.0]])
+    with pytest.raises(TypeError, match="`x` must be a float32 or float64 array"):
+        layer(np.ones((1, 2), np.int64))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("make", [lambda: nn.Dense(3, "relu", seed=0), nn.ReLU], ids=["dense", "relu"])
+def test_backward_refuses_the_other_array_kind(make):
+    import cupy as cp
+
+    for to_layer, to_dy in ((np.asarray, cp.asarray), (cp.asarray, cp.asnumpy)):
+        layer = make()
+        y = layer(to_layer(np.ones((4, 2), np.float32)), training=True)
+        with pytest.raises(TypeError, match="`dy` must be a (NumPy|CuPy) array"):
+            layer.backward(to_dy(np.ones(y.shape, np.float32)))
+        assert layer.grads == {}
+
+
+def test_dense_config_round_trips_and_validates():
+    dense = nn.Dense(4, "relu", use_bias=False, seed=3, dtype="float64")
+    twin = nn.Dense.from_config(dense.get_config())
+    x = np.ones((2, 5))
+    assert same_bits(dense(x), twin(x))
+    assert repr(dense) == "Dense(units=4, activation='relu', use_bias=False, seed=3, dtype='float64')"
+    for kwargs, error in [({"units": 0}, ValueError), ({"units": 2.0}, ValueError),
+                          ({"units": True}, ValueError), ({"activation": "tanh"}, ValueError),
+                          ({"use_bias": 1}, TypeError), ({"dtype": "int32"}, ValueError),
+                          ({"seed": 1.5}, TypeError)]:
+        name, value = next(iter(kwargs.items()))
+        with pytest.raises(error, match=re.escape(f"{name}={value!r}")):
+            nn.Dense(**{"units": 2, **kwargs})
+
+
+def test_dense_seed_draws_the_kernel_as_numpy_does():
+    """Non-negative seeds draw as ``default_rng(seed)``; a negative one as its int64 bit pattern."""
+    limit = np.sqrt(6.0 / (5 + 3))
+    for seed in (0, 7, 2**63 + 5):
+        dense = nn.Dense(3, seed=seed)
+        dense.build(5)
+        expected = np.random.default_rng(seed).uniform(-limit, limit, (5, 3)).astype(np.float32)
+        assert same_bits(dense.params["kernel"], expected)
+    negative, pattern = nn.Dense(3, seed=-5), nn.Dense(3, seed=2**64 - 5)
+    negative.build(5), pattern.build(5)
+    assert same_bits(negative.params["kernel"], pattern.params["kernel"])
+
+
+# --- Sequential with layers of every kind --------------------------------------------------
+
+
+def test_sequential_trains_after_a_mixing_layer_and_stops_its_backward_there():
+    from scratchopt.augment import CutMix, MixUp
+    from scratchopt.layers import Dropout
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((16, 2, 2, 1)).astype(np.float32), rng.standard_normal((16, 1)).astype(np.float32)
+    for mixing in (MixUp(seed=0), CutMix(seed=0)):
+        model = nn.Sequential([mixing, _Flatten(), nn.Dense(1, seed=0), Dropout(0.2, seed=0)])
+        model.compile(optimizers.SGD(0.1), nn.MeanSquaredError())
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)
+        assert len(history.history["loss"]) == 2
+        model(x, training=True)
+        assert model.backward(np.ones((16, 1), np.float32)) is None  # no gradient past the mixing layer
+        assert model.layers[2].grads["kernel"].shape == (4, 1)
+        assert same_bits(model.predict(x), model.predict(x))  # inference: no mixing, no dropout
+
+
+class _Scale(nn.Layer):
+    """``y = w * x`` with one trained weight (a layer with parameters, written by a user)."""
+
+    def __init__(self):
+        super().__init__()
+        self.params["w"] = np.ones(1, np.float32)
+
+    def call(self, x, training=False):
+        self._last = {"x": x}
+        return self.params["w"] * x
+
+    def _backward(self, dy):
+        self.grads["w"] = (dy * self._last["x"]).sum(keepdims=True).reshape(1)
+        return self.params["w"] * dy
+
+
+class _Flatten(nn.Layer):
+    def call(self, x, training=False):
+        self._last = {"shape": x.shape}
+        return x.reshape(x.shape[0], -1)
+
+    def _backward(self, dy):
+        return dy.reshape(self._last["shape"])
+
+
+def test_sequential_refuses_a_mixing_layer_above_trained_layers():
+    from scratchopt.augment import MixUp
+
+    model = nn.Sequential([_Scale(), MixUp(seed=0), _Flatten(), nn.Dense(1, seed=0)])
+    x = np.ones((4, 2, 2, 1), np.float32)
+    y = model(x, training=True)
+    with pytest.raises(TypeError, match="MixUp"):
+        model.backward(np.ones_like(y))
+    assert all(layer.grads == {} for layer in model.layers)  # refused before any backward ran
+    with pytest.raises(TypeError, match="not differentiable"):
+        MixUp().backward(np.ones_like(y))
+
+
+def test_sequential_takes_only_layers():
+    with pytest.raises(TypeError, match=re.escape("layers[1]=")):
+        nn.Sequential([nn.ReLU(), lambda x: x])

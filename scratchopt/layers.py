@@ -3,7 +3,9 @@
 ``Dropout``, ``SpatialDropout1D/2D/3D`` (``regularization/dropout.py``), ``BatchNormalization``
 (``batch_normalization.py``), ``LayerNormalization`` (``layer_normalization.py``): Keras's
 arguments and defaults, Keras's arithmetic (see each module's formula box), and
-``layer.backward(dy)`` in place of autodiff (``scratchopt/nn/layer.py`` has the protocol).
+``layer.backward(dy)`` in place of autodiff. ``Layer`` (``scratchopt/nn/layer.py``: the
+protocol and its checks of ``x`` and ``dy``) is the base of these and of every other layer,
+``nn.Dense``, ``nn.ReLU``, ``augment.MixUp`` and ``augment.CutMix``.
 """
 
 from .nn.layer import Layer

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from ..backend import namespace
+from .layer import Layer
 
 
 class History:
@@ -54,6 +55,11 @@ class History:
 class Sequential:
     """A stack of layers. ``compile(optimizer, loss)``, then ``fit``, ``evaluate``, ``predict``.
 
+    Any scratchopt layer goes in (``nn.Dense``, ``nn.ReLU``, ``scratchopt.layers``,
+    ``scratchopt.augment``'s ``MixUp`` and ``CutMix``). A mixing layer, as in a Keras model,
+    mixes the images of training calls only (the labels are not its input) and has no
+    gradient, so it goes before every layer with parameters: ``backward`` stops there.
+
     Examples
     --------
     Learn ``y = 2 x`` from one example with one weight, starting at 0. The loss is
@@ -78,6 +84,10 @@ class Sequential:
 
     def __init__(self, layers):
         self.layers = list(layers)
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"`layers` must hold scratchopt layers (subclasses of scratchopt.nn.Layer). "
+                                f"Received: layers[{i}]={layer!r} ({type(layer).__name__})")
         self.optimizer = None
         self.loss = None
         self.stop_training = False
@@ -95,9 +105,20 @@ class Sequential:
     predict = __call__
 
     def backward(self, dy):
-        for layer in reversed(self.layers):
+        """``dy`` through the layers, last to first; fills every layer's ``grads``.
+
+        Returns the gradient with respect to the model's input, or None when a layer without
+        a gradient (``MixUp``, ``CutMix``) stands in the way: the backward pass stops there,
+        which is allowed only if no layer below it has parameters (checked before any
+        layer's backward runs).
+        """
+        stop = max((i for i, layer in enumerate(self.layers) if not layer.differentiable), default=None)
+        if stop is not None and any(layer.params for layer in self.layers[:stop]):
+            raise TypeError(f"{type(self.layers[stop]).__name__} (layer {stop}) has no gradient, so the "
+                            "layers with parameters below it cannot be trained: put it first")
+        for layer in reversed(self.layers[0 if stop is None else stop + 1:]):
             dy = layer.backward(dy)
-        return dy
+        return dy if stop is None else None
 
     def _pairs(self):
         """(layer, key) for every parameter, in Keras's order (layer by layer, kernel before bias)."""

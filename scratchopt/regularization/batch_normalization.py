@@ -4,7 +4,7 @@
 ``axis`` is the channel axis; channel c's statistics are taken over every other axis (the
 batch and, for images, the pixels): N values per channel. The formulas are in the
 docstrings of ``_normalize`` (forward), ``_update_moving`` and ``_backward``, each right
-above the lines that compute it; ``base.moments`` has the mean and the variance.
+above the lines that compute it; ``nn.layer.moments`` has the mean and the variance.
 
 What differs from the paper and from PyTorch:
 
@@ -31,17 +31,10 @@ channels of ``y``, ``dx`` and ``dgamma`` can be a few ULP apart (the bound is me
 
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
 from ..numerics import reduce_sum_over, rsqrt, rsqrt_grad, tf_arithmetic
-from ..nn.layer import (
-    FLOAT_DTYPES,
-    Layer,
-    as_bool,
-    as_float,
-    as_int,
-    moments,
-    normalize_axis,
-)
+from ..nn.layer import Layer, as_float, as_int, moments, normalize_axis
 
 
 class BatchNormalization(Layer):
@@ -80,8 +73,8 @@ class BatchNormalization(Layer):
         self.axis = as_int("axis", axis)
         self.momentum = as_float("momentum", momentum)
         self.epsilon = as_float("epsilon", epsilon)
-        self.center = as_bool("center", center)
-        self.scale = as_bool("scale", scale)
+        self.center = checks.flag("center", center)
+        self.scale = checks.flag("scale", scale)
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
     def get_config(self):
@@ -91,7 +84,7 @@ class BatchNormalization(Layer):
     def build(self, input_shape, dtype=np.float32, xp=np):
         """Make the four ``(C,)`` arrays for inputs of ``input_shape`` and ``dtype``."""
         dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
+        if dtype not in checks.FLOAT_DTYPES:
             raise TypeError(f"`dtype` must be float32 or float64, got {dtype}")
         self._axis = normalize_axis(self.axis, len(input_shape))
         self._input_shape = tuple(input_shape)
@@ -118,9 +111,8 @@ class BatchNormalization(Layer):
             raise TypeError(f"BatchNormalization was built for {self.moving_mean.dtype} inputs, got {x.dtype}")
         namespace(x, self.moving_mean)  # TypeError when NumPy and CuPy are mixed
 
-    def __call__(self, x, training=False):
+    def call(self, x, training=False):
         """``y = layer(x, training=False)``: batch statistics if ``training and self.trainable``."""
-        x = self._input(x)
         self._check(x)
         axes = [i for i in range(x.ndim) if i != self._axis]  # the N values of each channel
         shape = [1] * x.ndim  # (C,) arrays, broadcast along the channel axis

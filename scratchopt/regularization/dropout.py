@@ -19,27 +19,28 @@ SpatialDropout is that with a fixed noise shape: it drops whole channels (featur
 
 The random numbers are *not* TensorFlow's: TF draws with its stateless Philox generator,
 seeded from ``[seed, call counter]``, which NumPy does not reproduce. Each layer here owns
-``numpy.random.default_rng(seed)`` and draws a fresh mask at each training call: the same
-seed gives the same sequence of masks (as in Keras, per layer instance), and the same masks
-for NumPy and CuPy inputs (the mask is drawn on the host; for a CuPy input it is then
-copied to the GPU). To reproduce a Keras run, pass its mask: ``layer(x, training=True,
+``checks.generator(seed)`` (``numpy.random.default_rng(seed % 2**64)``: a negative seed,
+which Keras accepts, draws as its int64 bit pattern) and draws a fresh mask at each training
+call: the same seed gives the same sequence of masks (as in Keras, per layer instance), and
+the same masks for NumPy and CuPy inputs (the mask is drawn on the host; for a CuPy input it
+is then copied to the GPU). To reproduce a Keras run, pass its mask: ``layer(x, training=True,
 keep=mask)`` uses ``mask`` (booleans, broadcastable to ``x``) instead of a draw.
 """
 
-import numbers
-
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
+from ..checks import received
 from ..numerics import tf_arithmetic
-from ..nn.layer import Layer, received
+from ..nn.layer import Layer
 
 DATA_FORMATS = ("channels_first", "channels_last")
 
 
 def _rate(rate):
     """Keras: ``0 <= rate <= 1`` else ValueError (NaN included); not a number: TypeError."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
+    if not checks.is_real(rate):
         raise TypeError(f"`rate` must be a float between 0 and 1. {received('rate', rate)}")
     if not 0 <= rate <= 1:
         raise ValueError(f"Invalid value for argument `rate`: expected a float between 0 and 1. "
@@ -73,13 +74,6 @@ def _seed(seed, rate):
     return seed
 
 
-def _generator(seed):
-    if seed is None:
-        return np.random.default_rng()
-    # NumPy seeds must be non-negative; Keras accepts any int. Keep the two signs apart.
-    return np.random.default_rng(seed if seed >= 0 else [-seed, 1])
-
-
 class Dropout(Layer):
     """``Dropout(rate, noise_shape=None, seed=None)``: see the module docstring for the math.
 
@@ -111,7 +105,8 @@ class Dropout(Layer):
         self.rate = _rate(rate)
         self.noise_shape = _noise_shape(noise_shape)
         self.seed = _seed(seed, self.rate)
-        self._rng = _generator(seed) if self.rate > 0 else None
+        # seed=True passes Keras's int check and is 1; a negative seed draws as its int64 bits
+        self._rng = checks.generator(None if seed is None else int(seed)) if self.rate > 0 else None
         self.keep = None
 
     def get_config(self):
@@ -125,13 +120,12 @@ class Dropout(Layer):
             return x.shape
         return tuple(x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
 
-    def __call__(self, x, training=False, keep=None):
+    def call(self, x, training=False, keep=None):
         """``y = layer(x, training=False, keep=None)``: the identity unless ``training``.
 
         ``keep`` (booleans, broadcastable to ``x``) replaces the random draw; it is ignored
         where nothing would be drawn (inference, rate 0 or 1).
         """
-        x = self._input(x)
         self._check_rank(x)
         xp = namespace(x)
         dropping = bool(training) and self.rate > 0

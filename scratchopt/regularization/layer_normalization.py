@@ -5,8 +5,8 @@ or a list of ints) names the normalized axes; every other index (the example, th
 step, ...) is one "row" with its own statistics over the M values it spans. ``gamma`` and
 ``beta`` have the shape of the normalized axes. Unlike BatchNormalization there are no
 moving statistics and no difference between training and inference. The formulas are in
-the docstrings of ``__call__`` and ``_backward``, right above the lines that compute them;
-``base.moments`` has the mean and the (biased, divided by M) variance.
+the docstrings of ``call`` and ``_backward``, right above the lines that compute them;
+``nn.layer.moments`` has the mean and the (biased, divided by M) variance.
 
 ``epsilon`` defaults to 1e-3 (PyTorch's ``nn.LayerNorm``: 1e-5); ``epsilon=None`` means
 Keras's ``backend.epsilon()``, 1e-7.
@@ -25,25 +25,17 @@ normalized that way (``axis=[-1, 0]``), Keras cannot apply the parameters at all
 or broadcasts to another shape); we raise a ValueError.
 """
 
-import numbers
-
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
+from ..checks import received
 from ..numerics import (
     rsqrt,
     rsqrt_grad,
     tf_arithmetic,
 )
-from ..nn.layer import (
-    FLOAT_DTYPES,
-    Layer,
-    as_bool,
-    moments,
-    normalize_axis,
-    received,
-    unbroadcast,
-)
+from ..nn.layer import Layer, moments, normalize_axis, unbroadcast
 
 KERAS_BACKEND_EPSILON = 1e-7  # keras.backend.epsilon(), used for epsilon=None
 
@@ -72,9 +64,7 @@ def _axis(axis):
 
 def _epsilon(epsilon):
     """Keras does not look at epsilon until the first call; we want a number (TypeError)."""
-    if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real):
-        raise TypeError(f"`epsilon` must be a number or None. {received('epsilon', epsilon)}")
-    return float(epsilon)
+    return float(checks.number("epsilon", epsilon, what="a number or None"))
 
 
 class LayerNormalization(Layer):
@@ -105,8 +95,8 @@ class LayerNormalization(Layer):
         super().__init__()
         self.axis = _axis(axis)
         self.epsilon = None if epsilon is None else _epsilon(epsilon)
-        self.center = as_bool("center", center)
-        self.scale = as_bool("scale", scale)
+        self.center = checks.flag("center", center)
+        self.scale = checks.flag("scale", scale)
         self.gamma = self.beta = None
 
     def get_config(self):
@@ -123,7 +113,7 @@ class LayerNormalization(Layer):
     def build(self, input_shape, dtype=np.float32, xp=np):
         """Make ``gamma`` and ``beta`` for inputs of ``input_shape`` and ``dtype``."""
         dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
+        if dtype not in checks.FLOAT_DTYPES:
             raise TypeError(f"`dtype` must be float32 or float64, got {dtype}")
         self._indices = self._axes(len(input_shape))
         self._input_shape = tuple(input_shape)
@@ -167,7 +157,7 @@ class LayerNormalization(Layer):
                 raise TypeError(f"LayerNormalization was built for {param.dtype} inputs, got {x.dtype}")
             namespace(x, param)  # TypeError when NumPy and CuPy are mixed
 
-    def __call__(self, x, training=False):
+    def call(self, x, training=False):
         """``y = layer(x)``, the same in training and inference (``training`` is ignored).
 
         Textbook (Ba, Kiros & Hinton, 2016)      Keras / TF (this code), per row
@@ -178,7 +168,6 @@ class LayerNormalization(Layer):
                                                  y       = x * inv + (centred + beta)
                                                                    (+ centred if center=False)
         """
-        x = self._input(x)
         self._check(x)
         t = x.dtype.type
         axes = self._indices
@@ -201,7 +190,7 @@ class LayerNormalization(Layer):
         """``dx``, and ``dgamma``, ``dbeta`` into ``self.grads``.
 
         "row sums" run over the M normalized values of a row, "column sums" over the rows;
-        ``down(g, shape)`` is the gradient of a broadcast (``base.unbroadcast``):
+        ``down(g, shape)`` is the gradient of a broadcast (``nn.layer.unbroadcast``):
 
         dbeta  = column sums of dy
         dinv   = x * dy + (-mean) * dy                (row sums of each if scale=False)

@@ -1,20 +1,19 @@
-"""``Dense`` and ``ReLU``: the two layers of the lesson's network, forward and backward by hand.
+"""``Dense``: the fully connected layer of the lesson's network, forward and backward by hand."""
 
-Every layer here has the same small interface, which the normalization and dropout layers of
-``scratchopt.layers`` share, so ``Sequential`` can chain any of them::
-
-    y = layer(x, training=False)   # forward; remembers what backward needs
-    dx = layer.backward(dy)        # backward for the last forward call; fills layer.grads
-    layer.params, layer.grads      # dicts of the live arrays an optimizer updates, and their gradients
-"""
+import numbers
 
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
 from ..numerics.matmul import bias_add_grad, matmul
+from .activations import relu_gradient
+from .layer import Layer
+
+ACTIVATIONS = (None, "linear", "relu")
 
 
-class Dense:
+class Dense(Layer):
     """A fully connected layer: ``y = activation(x @ kernel + bias)``.
 
     ::
@@ -29,7 +28,7 @@ class Dense:
     Keras's order, operation for operation: the matmul, then the bias add, then ReLU; the
     gradients as TF's registered ``MatMul``/``AddV2``/``Relu`` gradients compute them. The
     kernel starts Glorot-uniform, as Keras's: ``U(-limit, limit)``, ``limit =
-    sqrt(6 / (in + units))``; the bias starts at 0.
+    sqrt(6 / (in + units))``, drawn from ``checks.generator(seed)``; the bias starts at 0.
 
     Examples
     --------
@@ -52,39 +51,52 @@ class Dense:
 
     def __init__(self, units, activation=None, use_bias=True, kernel_regularizer=None, seed=None,
                  dtype="float32"):
-        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
-            raise ValueError(f"`units` must be a positive int, got units={units!r}")
-        if activation not in (None, "relu", "linear"):
-            raise ValueError(f"`activation` must be None, 'linear' or 'relu', got activation={activation!r}")
+        super().__init__()
+        if isinstance(units, bool) or not isinstance(units, numbers.Integral) or units < 1:
+            # Keras's exception for either (not an int, or not positive)
+            raise ValueError(f"`units` must be a positive integer. {checks.received('units', units)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"`activation` must be None, 'linear' or 'relu'. "
+                             f"{checks.received('activation', activation)}")
         self.units = int(units)
         self.activation = None if activation == "linear" else activation
-        self.use_bias = bool(use_bias)
+        self.use_bias = checks.flag("use_bias", use_bias)
         self.kernel_regularizer = kernel_regularizer
-        self.dtype = np.dtype(dtype)
-        self._rng = np.random.default_rng(seed)
-        self.params, self.grads = {}, {}
+        self.seed = seed
+        self.dtype = checks.float_dtype("dtype", dtype)
+        self._rng = checks.generator(seed)
 
-    def build(self, input_dim, xp=np):
+    def get_config(self):
+        return {"units": self.units, "activation": self.activation, "use_bias": self.use_bias,
+                "kernel_regularizer": self.kernel_regularizer, "seed": self.seed,
+                "dtype": self.dtype.name}
+
+    def build(self, input_shape, xp=np):
+        """Make the kernel ``(in, units)`` and the bias ``(units,)``; ``input_shape`` is the
+        input's shape, or its last dimension ``in`` alone."""
+        input_dim = input_shape if isinstance(input_shape, numbers.Integral) else input_shape[-1]
         limit = np.sqrt(6.0 / (input_dim + self.units))
         kernel = self._rng.uniform(-limit, limit, (input_dim, self.units)).astype(self.dtype)
         self.params["kernel"] = xp.asarray(kernel)
         if self.use_bias:
             self.params["bias"] = xp.zeros(self.units, self.dtype)
+        self.built = True
 
-    def __call__(self, x, training=False):
-        if not self.params:
+    def call(self, x, training=False):
+        if not self.built:
             self.build(x.shape[-1], namespace(x))
-        self._x = x
         z = matmul(x, self.params["kernel"])
         if self.use_bias:
             z = z + self.params["bias"]
-        self._y = namespace(z).maximum(z, 0) if self.activation == "relu" else z
-        return self._y
+        y = namespace(z).maximum(z, 0) if self.activation == "relu" else z
+        self._last = {"x": x, "y": y}
+        return y
 
-    def backward(self, dy):
-        dz = relu_gradient(dy, self._y) if self.activation == "relu" else dy
+    def _backward(self, dy):
+        x, y = self._last["x"], self._last["y"]
+        dz = relu_gradient(dy, y) if self.activation == "relu" else dy
         kernel = self.params["kernel"]
-        self.grads["kernel"] = matmul(self._x, dz, transpose_a=True)  # TF's MatMul gradient
+        self.grads["kernel"] = matmul(x, dz, transpose_a=True)  # TF's MatMul gradient
         if self.kernel_regularizer is not None:
             self.grads["kernel"] = self.grads["kernel"] + self.kernel_regularizer.gradient(kernel)
         if self.use_bias:
@@ -96,33 +108,3 @@ class Dense:
         if self.kernel_regularizer is None:
             return 0.0
         return self.kernel_regularizer(self.params["kernel"])
-
-
-def relu_gradient(dy, y):
-    """TF's ``ReluGrad``: ``dy * (y > 0)``, so the gradient flows where the output is positive."""
-    return dy * (y > 0).astype(dy.dtype)
-
-
-class ReLU:
-    """``y = max(x, 0)``; backward ``dx = dy * (y > 0)``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from scratchopt.nn import ReLU
-    >>> relu = ReLU()
-    >>> relu(np.array([-1.0, 0.0, 2.0]))
-    array([0., 0., 2.])
-    >>> relu.backward(np.array([5.0, 5.0, 5.0]))  # no gradient where the output is 0
-    array([0., 0., 5.])
-    """
-
-    def __init__(self):
-        self.params, self.grads = {}, {}
-
-    def __call__(self, x, training=False):
-        self._y = namespace(x).maximum(x, 0)
-        return self._y
-
-    def backward(self, dy):
-        return relu_gradient(dy, self._y)
