@@ -336,9 +336,8 @@ class Optimizer(checks.Configurable):
         grads = list(grads)
         if not grads:
             return  # Keras: an empty list is a no-op (the step count does not move)
-        params = self._params_for(grads, params)
-        ours = (self._packed_grads is not None and validation.same_arrays(grads, self._packed_grads)
-                and validation.same_arrays(params, self._params))
+        params, as_built = self._params_for(grads, params)
+        ours = as_built and self._packed_grads is not None and validation.same_arrays(grads, self._packed_grads)
         if ours:  # the optimizer's own gradient buffers: every param has one, in order
             indices = range(len(grads))
             validation.check_step(self, {pack.param.dtype for pack in self._packs})
@@ -362,13 +361,15 @@ class Optimizer(checks.Configurable):
         self._iterations += 1
 
     def _params_for(self, grads, params):
+        """``(params, as_built)``: the step's params, and whether they are the built ones in order."""
         if params is None:
             if not self.built:
                 raise ValueError("pass `params` on the first call, or call `build(params)` first")
-            params = self._params
+            params, as_built = self._params, True
         else:
             params = list(params)
-            if self.built and not validation.same_arrays(params, self._params):
+            as_built = self.built and validation.same_arrays(params, self._params)
+            if self.built and not as_built:
                 for i, p in enumerate(params):
                     if id(p) not in self._index:
                         raise ValueError(f"Unknown parameter at params[{i}]: this optimizer can only "
@@ -376,7 +377,7 @@ class Optimizer(checks.Configurable):
                 validation.check_distinct(params)
         if len(grads) != len(params):
             raise ValueError(f"got {len(grads)} gradients for {len(params)} params")
-        return params
+        return params, as_built
 
     def _step(self, grads, indices, fused, ours):
         """Loss scale, accumulate, then update; ``grads[k]`` is for ``self._params[indices[k]]``.

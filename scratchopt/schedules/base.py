@@ -12,7 +12,7 @@ The value is Keras's, to the last bit. Keras computes in the dtype of
 ``initial_learning_rate`` as a tensor: **float32** for a Python float (hence
 ``ExponentialDecay(0.1, ...)(0) == 0.10000000149011612``), float64 for an ``np.float64``.
 Every ``pow``, ``cos`` and ``log`` is the C library's, as in TF's kernels
-(``scratchopt/numerics.py``).
+(``scratchopt/numerics/``).
 
 Arguments Keras does not check (a negative ``decay_rate``, ``alpha > 1``) are not checked
 here either; Keras's only check, ``decay_steps <= 0``, is ``_positive`` (NaN passes it, as in
