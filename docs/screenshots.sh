@@ -1,6 +1,6 @@
 #!/bin/sh
-# Look at the rendered site: build it, serve it on localhost, and screenshot some pages with
-# headless Chromium (Debian's `chromium` package):
+# Look at the rendered site: build it, serve it on 127.0.0.1 only (a free port), and
+# screenshot some pages with headless Chromium (Debian's `chromium` package):
 #
 #     sh docs/screenshots.sh OUT_DIR [page ...]      e.g. pages: optimizers/adam/ schedules/
 #
@@ -13,7 +13,9 @@ shift
 SITE=$(mktemp -d)
 NO_MKDOCS_2_WARNING=1 python -m mkdocs build --strict -q -d "$SITE"
 mkdir -p "$OUT"
-python -m http.server 8765 --directory "$SITE" >/dev/null 2>&1 &
+# On the loopback interface only, on a port that is free now (the OS picks it).
+PORT=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python -m http.server "$PORT" --bind 127.0.0.1 --directory "$SITE" >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill $SERVER' EXIT
 sleep 1
@@ -22,6 +24,6 @@ for page in "$@"; do
   chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$(mktemp -d)" --window-size=1400,2000 --virtual-time-budget=8000 \
-    --screenshot="$OUT/$name.png" "http://localhost:8765/$page" 2>/dev/null
+    --screenshot="$OUT/$name.png" "http://127.0.0.1:$PORT/$page" 2>/dev/null
   echo "$OUT/$name.png"
 done

@@ -2,20 +2,33 @@
 
 Profiles (choose with ``HYPOTHESIS_PROFILE=...``; ``ci`` is the default):
 
-* ``ci``: derandomized (the same examples on every run), fixed example counts, no
-  deadline: the whole suite fits the CI budget on a 2-core machine.
-* ``thorough``: randomized, 20x the examples, for local deep runs.
+* ``ci``: fixed example counts, no deadline: the whole suite fits the CI budget on a 2-core
+  machine. Its examples are drawn from a seed derived from the commit (``git rev-parse
+  HEAD``; the date where git is not available), so every run of one commit draws the same
+  examples, and each new commit draws new ones (a derandomized profile would draw the same
+  ones forever).
+* ``thorough``: 20x the examples, for local deep runs, from a new random seed each session.
+
+The session's seed is printed in pytest's header, with the command that reproduces the run;
+``HYPOTHESIS_SEED=N`` or ``pytest --hypothesis-seed=N`` chooses it.
 """
 
+import datetime
+import hashlib
 import os
+import random
+import subprocess
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from scratchopt.backend import gpu_available
 
+ROOT = Path(__file__).resolve().parent.parent
+
 settings.register_profile(
-    "ci", derandomize=True, max_examples=40, deadline=None, print_blob=True,
+    "ci", derandomize=False, max_examples=40, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile(
@@ -23,6 +36,53 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def session_seed(profile, environ=os.environ, git_head=None):
+    """``(seed, where it came from)``: ``HYPOTHESIS_SEED``; else for ``ci`` the commit's
+    (its hash, hashed to 32 bits), or the date's without git; else a fresh random seed."""
+    if environ.get("HYPOTHESIS_SEED"):
+        return int(environ["HYPOTHESIS_SEED"]), "HYPOTHESIS_SEED"
+    if profile != "ci":
+        return random.SystemRandom().getrandbits(32), "random for this session"
+    head = git_head() if git_head else _git_head()
+    if head:
+        return int(hashlib.sha256(head.encode()).hexdigest()[:8], 16), f"commit {head[:12]}"
+    today = datetime.date.today().isoformat()
+    return int(hashlib.sha256(today.encode()).hexdigest()[:8], 16), f"date {today} (git unavailable)"
+
+
+def _git_head():
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    head = result.stdout.strip()
+    return head if result.returncode == 0 and head else None
+
+
+def pytest_configure(config):
+    """Seed every Hypothesis test of the session (unless ``--hypothesis-seed`` was given)."""
+    from hypothesis import core
+
+    given = config.getoption("hypothesis_seed", default=None)
+    if given is not None:
+        config._scratchopt_seed = (given, "--hypothesis-seed")
+        return
+    seed, source = session_seed(settings.get_current_profile_name())
+    core.global_force_seed = seed
+    config._scratchopt_seed = (seed, source)
+
+
+def pytest_report_header(config):
+    seed, source = getattr(config, "_scratchopt_seed", (None, None))
+    if seed is None:
+        return None
+    profile = settings.get_current_profile_name()
+    return [f"hypothesis: profile {profile!r}, {settings().max_examples} examples per 1x test, seed {seed} ({source})",
+            f"  reproduce: HYPOTHESIS_PROFILE={profile} HYPOTHESIS_SEED={seed} pytest ...  "
+            f"(or pytest --hypothesis-seed={seed} ...)"]
 
 
 def scaled(n):

@@ -20,7 +20,9 @@ def floats(lo, hi):
 @dataclasses.dataclass
 class OptimizerInfo:
     name: str
-    hyperparameters: st.SearchStrategy  # dicts of the optimizer's own arguments
+    # dicts of the optimizer's own arguments, each one optional: what is left out takes the
+    # default, scratchopt's on one side and Keras's on the other (so a wrong default shows)
+    hyperparameters: st.SearchStrategy
     rejections: list  # (kwargs, exception type) that Keras raises at construction
     acceptances: list  # kwargs that look wrong but that Keras accepts (and so do we)
 
@@ -70,7 +72,7 @@ COMMON_ACCEPTANCES = [
 INFOS = [
     OptimizerInfo(
         "SGD",
-        st.fixed_dictionaries({
+        st.fixed_dictionaries({}, optional={
             "momentum": st.one_of(st.just(0.0), st.just(1.0), floats(0.0, 1.0)),
             "nesterov": st.booleans(),
         }),
@@ -82,7 +84,7 @@ INFOS = [
     ),
     OptimizerInfo(
         "Adam",
-        st.fixed_dictionaries({
+        st.fixed_dictionaries({}, optional={
             "beta_1": st.one_of(st.just(0.0), floats(0.0, 0.999)),
             "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
             "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
@@ -94,7 +96,7 @@ INFOS = [
     ),
     OptimizerInfo(
         "AdamW",
-        st.fixed_dictionaries({
+        st.fixed_dictionaries({}, optional={
             "weight_decay": st.one_of(st.just(0.004), floats(0.0, 0.2)),
             "beta_1": floats(0.0, 0.999),
             "beta_2": floats(0.5, 0.99999),
@@ -106,7 +108,7 @@ INFOS = [
     ),
     OptimizerInfo(
         "RMSprop",
-        st.fixed_dictionaries({
+        st.fixed_dictionaries({}, optional={
             "rho": st.one_of(st.just(0.9), floats(0.0, 0.999)),
             "momentum": st.one_of(st.just(0.0), floats(0.0, 0.99)),
             "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),

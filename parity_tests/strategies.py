@@ -6,7 +6,9 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from optimizer_info import floats
-from schedule_info import any_schedule
+from schedule_info import INFOS as SCHEDULE_INFOS
+
+from scratchopt.tools.keras_reference import Literal, scratchopt_kwargs
 
 SHAPES = [(), (1,), (3,), (2, 3), (4, 1, 2), (9,), (33,)]
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
@@ -37,13 +39,24 @@ def values(dtype, nonfinite=False):
     return st.one_of(*parts)
 
 
-learning_rates = st.one_of(
+def literal_schedules():
+    """Any schedule as a literal call, ``Literal(name, drawn arguments)``: scratchopt's and
+    Keras's are each built from the arguments drawn (each with its own defaults)."""
+    return st.sampled_from(SCHEDULE_INFOS).flatmap(
+        lambda info: info.kwargs.map(lambda kw, name=info.cls.__name__: Literal(name, kw)))
+
+
+#: A learning rate as written in the call: a float, a Python callable, or a ``Literal`` schedule.
+literal_learning_rates = st.one_of(
     floats(1e-4, 0.3),
     st.just(0.0),
     floats(-0.05, -1e-4),  # Keras accepts negative rates: gradient ascent
     st.lists(floats(0.0, 0.3), min_size=1, max_size=6).map(LookupSchedule),
-    any_schedule(),  # scratchopt.schedules, against Keras's own schedule classes
+    literal_schedules(),  # scratchopt.schedules, against Keras's own schedule classes
 )
+
+#: The same, as scratchopt takes it (a ``Literal`` made into scratchopt's schedule).
+learning_rates = literal_learning_rates.map(lambda lr: lr.scratchopt() if isinstance(lr, Literal) else lr)
 
 common_options = st.fixed_dictionaries({}, optional={
     "clip": st.tuples(st.sampled_from(["clipnorm", "clipvalue", "global_clipnorm"]),
@@ -68,19 +81,27 @@ def to_kwargs(options):
 
 @dataclasses.dataclass
 class Run:
-    kwargs: dict
+    kwargs: dict  # the constructor arguments, as scratchopt takes them
     params: list  # initial values
     grads: list  # per step, a list with one gradient (or None) per param
+    literal: dict = None  # the same arguments as drawn (schedules as Literal): Keras's are built from these
 
 
 @st.composite
 def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
-    """A whole run: constructor arguments, initial params and a gradient sequence."""
+    """A whole run: constructor arguments, initial params and a gradient sequence.
+
+    Any argument may be left out (the optimizer's own ones, the common options, and in one
+    run of ten the learning rate), so each side's defaults are compared too: ``Run.literal``
+    holds exactly what was drawn, for building Keras's optimizer from it."""
     kwargs = draw(info.hyperparameters)
     options = to_kwargs(draw(common_options))
     if "weight_decay" in kwargs:  # AdamW's own decay wins over the common option
         options.pop("weight_decay", None)
-    kwargs.update(options, learning_rate=draw(learning_rates))
+    kwargs.update(options)
+    if draw(st.integers(0, 9)):
+        kwargs["learning_rate"] = draw(literal_learning_rates)
+    literal, kwargs = kwargs, scratchopt_kwargs(kwargs)
     shapes = draw(st.lists(st.sampled_from(SHAPES), min_size=1, max_size=3))
     dtypes = [draw(st.sampled_from(DTYPES)) for _ in shapes]
     # A gradient of another precision is cast by Keras, except where Keras cannot mix them:
@@ -105,4 +126,4 @@ def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
         if missing and len(step) > 1 and draw(st.integers(0, 9)) == 0:
             step[draw(st.integers(0, len(step) - 1))] = None  # a param without a gradient
         grads.append(step)
-    return Run(kwargs, params, grads)
+    return Run(kwargs, params, grads, literal)

@@ -5,6 +5,12 @@ Here, on any machine:
 * the trace is the rule: the recorded operations, replayed with NumPy's ufuncs, give the
   rule's own bits on drawn arrays (subnormals, NaN, inf), for every optimizer, every
   combination of unused slots and every bool scalar;
+* the generated CUDA C is the rule: each kernel body, run line by line by a small
+  interpreter of its C (``+ - * /``, ``? :``, ``isnan``, ``sqrt``, ``abs``, CUDA's ``max``
+  and ``min``, ``T(...)`` literals) on NumPy arrays, gives the rule's own bits on random
+  values with NaN, inf, subnormals and signed zeros, for every rule and slot variant; a
+  wrong entry in ``fused_gpu.UFUNCS`` (``maximum`` written with ``min``) fails it, which a
+  second test checks for each entry the rules use;
 * what cannot be traced (a branch on an array value, a NumPy-scalar constant, an unknown
   ufunc) is refused by ``trace``, so ``run`` falls back to array code;
 * where ``nvcc`` is installed, the generated kernels compile for float32 and float64, and
@@ -21,6 +27,7 @@ On a CUDA device (marker ``gpu``; skipped with the reason elsewhere):
 import functools
 import inspect
 import itertools
+import re
 import shutil
 import subprocess
 from unittest import mock
@@ -95,6 +102,219 @@ def test_the_trace_replays_to_the_rules_bits(name, missing, literals, seed, dtyp
             np.testing.assert_array_equal(got[state].view(np.uint8), np.asarray(value).view(np.uint8),
                                           err_msg=f"{name} {state}")
     assert kernel.in_params.startswith("T g, ") and not any(n in kernel.in_params for n in literals)
+
+
+# --- the generated C, run on the CPU -------------------------------------------------------
+#
+# ``replay`` above replays the recorded ufunc *names*; the CUDA C each name becomes
+# (``fused_gpu.UFUNCS``) is what the GPU runs. Here that text itself is evaluated: each line
+# of ``kernel.operation`` is parsed and computed with NumPy, in the array dtype, with the C
+# meaning of every name. ``max``/``min`` are CUDA's float overloads, ``fmaxf``/``fminf``
+# (IEEE maxNum: a NaN operand gives the other one), which is why the generated line tests
+# ``isnan`` first.
+
+C_FUNCTIONS = {"isnan": np.isnan, "sqrt": np.sqrt, "abs": np.abs, "max": np.fmax, "min": np.fmin}
+_TOKEN = re.compile(r"\s*(?:(?P<number>[+-]?0x[0-9a-fA-F]+(?:\.[0-9a-fA-F]*)?p[+-]?\d+)"
+                    r"|(?P<name>[A-Za-z_]\w*)|(?P<op>[-+*/?:(),;=]))")
+
+
+def c_tokens(text):
+    out, position = [], 0
+    text = text.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise SyntaxError(f"cannot read the C at {text[position:]!r}")
+        out.append((match.lastgroup, match.group(match.lastgroup)))
+        position = match.end()
+    return out
+
+
+class CExpression:
+    """Recursive descent over C's precedence: ``?:`` < ``+ -`` < ``* /`` < unary ``-`` < calls."""
+
+    def __init__(self, tokens, env, dtype):
+        self.tokens, self.env, self.dtype, self.at = tokens, env, dtype, 0
+
+    def peek(self):
+        return self.tokens[self.at][1] if self.at < len(self.tokens) else None
+
+    def take(self, expected=None):
+        kind, value = self.tokens[self.at]
+        if expected is not None and value != expected:
+            raise SyntaxError(f"expected {expected!r}, got {value!r}")
+        self.at += 1
+        return kind, value
+
+    def conditional(self):
+        condition = self.additive()
+        if self.peek() != "?":
+            return condition
+        self.take("?")
+        yes = self.conditional()
+        self.take(":")
+        no = self.conditional()
+        return np.where(np.asarray(condition, bool), yes, no).astype(self.dtype)
+
+    def additive(self):
+        value = self.multiplicative()
+        while self.peek() in ("+", "-"):
+            op = self.take()[1]
+            right = self.multiplicative()
+            value = value + right if op == "+" else value - right
+        return value
+
+    def multiplicative(self):
+        value = self.unary()
+        while self.peek() in ("*", "/"):
+            op = self.take()[1]
+            right = self.unary()
+            value = value * right if op == "*" else value / right
+        return value
+
+    def unary(self):
+        if self.peek() == "-":
+            self.take()
+            return -self.unary()
+        return self.primary()
+
+    def primary(self):
+        kind, value = self.take()
+        if value == "(":
+            inner = self.conditional()
+            self.take(")")
+            return inner
+        if kind != "name":
+            raise SyntaxError(f"unexpected {value!r}")
+        if self.peek() != "(":
+            return self.env[value]
+        self.take("(")
+        if value == "T":  # the literal cast T(0x1.8p-1): a double rounded to the array dtype
+            sign, literal = 1.0, self.take()
+            if literal[1] == "-":
+                sign, literal = -1.0, self.take()
+            self.take(")")
+            assert literal[0] == "number", literal
+            return self.dtype.type(sign * float.fromhex(literal[1]))
+        args = [self.conditional()]
+        while self.peek() == ",":
+            self.take(",")
+            args.append(self.conditional())
+        self.take(")")
+        return C_FUNCTIONS[value](*args)
+
+
+def run_c(operation, env, dtype):
+    """Run a kernel body, statement by statement, over NumPy arrays: ``T x = e;``, ``x = e;``."""
+    env = dict(env)
+    with np.errstate(all="ignore"):
+        for line in operation.splitlines():
+            tokens = c_tokens(line)
+            if tokens[0][1] == "T" and tokens[1][0] == "name" and tokens[2][1] == "=":
+                tokens = tokens[1:]  # a declaration: T _3 = ...;
+            assert tokens[0][0] == "name" and tokens[1][1] == "=" and tokens[-1][1] == ";", line
+            parser = CExpression(tokens[2:-1], env, dtype)
+            value = parser.conditional()
+            assert parser.at == len(parser.tokens), f"left over in {line!r}"
+            env[tokens[0][1]] = np.asarray(value).astype(dtype)
+    return env
+
+
+def special_values(dtype):
+    info = np.finfo(dtype)
+    return np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, info.smallest_subnormal,
+                     -info.smallest_subnormal, info.tiny, info.max, -info.max, 1.0, -1.0], dtype)
+
+
+def _decay_rule():
+    from scratchopt.optimizers.base import decay
+
+    return decay
+
+
+#: The rules of the C check: the optimizers' and the weight decay's (a rule without ``g``).
+C_RULES = {**RULES, "decay": (_decay_rule(), ("weight_decay", "lr"), (), ())}
+C_CASES = CASES + [("decay", (True, False), {})]
+
+
+def check_generated_c(name, missing, literals, dtype, seed):
+    """The kernel's C, interpreted, against the rule run on the same arrays in NumPy (no
+    flush-to-zero on either side: the GPU keeps subnormals). Raises AssertionError."""
+    rule, scalar_names, _, _ = C_RULES[name]
+    dtype = np.dtype(dtype)
+    rng = np.random.default_rng(seed)
+    names = list(inspect.signature(rule).parameters)[:len(missing)]
+    arrays = {}
+    for n, gone in zip(names, missing):
+        if gone:
+            arrays[n] = None
+            continue
+        values = np.concatenate([rng.permutation(special_values(dtype)), mixed(rng, 243, dtype, nonfinite=True)])
+        arrays[n] = np.abs(values) if n in ("v", "v_max") else values
+    scalars = {n: literals[n] if n in literals else dtype.type(rng.uniform(0.001, 1.0)) for n in scalar_names}
+    kernel = fused_gpu.trace(rule, missing, scalar_names, literals)
+    with np.errstate(all="ignore"):
+        expected = rule(*[None if a is None else a.copy() for a in arrays.values()], **scalars)
+    env = {n: a for n, a in arrays.items() if a is not None}
+    env.update({n: v for n, v in scalars.items() if n not in literals})
+    got = run_c(kernel.operation, env, dtype)
+    for state, value in zip(names[1:], expected):
+        if arrays[state] is None:
+            continue
+        ours, theirs = got[state], np.asarray(value, dtype)
+        differ = ours.view(f"u{dtype.itemsize}") != theirs.view(f"u{dtype.itemsize}")
+        differ &= ~(np.isnan(ours) & np.isnan(theirs))  # any NaN is a NaN (payloads are not the point)
+        if differ.any():
+            i = int(np.argmax(differ))
+            inputs = {n: a[i] for n, a in env.items() if isinstance(a, np.ndarray) and a.shape}
+            raise AssertionError(f"{name} {dict(literals)} missing={missing} {dtype}: {state}[{i}] is "
+                                 f"{ours[i]!r} by the generated C, {theirs[i]!r} by the rule; inputs {inputs}\n"
+                                 f"{kernel.operation}")
+
+
+@pytest.mark.parametrize("name, missing, literals", C_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_generated_c_computes_the_rule(name, missing, literals, dtype):
+    for seed in range(scaled(3)):
+        check_generated_c(name, missing, literals, dtype, seed)
+
+
+#: For each ufunc: a plausible wrong CUDA C for it (the kind of slip a code generator makes).
+MUTATIONS = {
+    "add": "{0} - {1}",
+    "subtract": "{1} - {0}",
+    "multiply": "{0} + {1}",
+    "true_divide": "{1} / {0}",
+    "divide": "{0} * {1}",
+    "negative": "{0}",
+    "sqrt": "abs({0})",
+    "absolute": "{0}",
+    "square": "{0} + {0}",
+    "maximum": "isnan({0}) ? {0} : isnan({1}) ? {1} : min({0}, {1})",
+    "minimum": "isnan({0}) ? {0} : isnan({1}) ? {1} : max({0}, {1})",
+}
+USED = sorted({u for name, missing, literals in C_CASES
+               for _, u, _ in fused_gpu.trace(C_RULES[name][0], missing, C_RULES[name][1], literals).ops})
+
+
+def test_every_ufunc_has_a_mutation():
+    assert set(MUTATIONS) == set(fused_gpu.UFUNCS)
+
+
+@pytest.mark.parametrize("ufunc, wrong", [pytest.param(u, MUTATIONS[u], id=u) for u in USED]
+                         # CUDA's max alone: a NaN would not win
+                         + [pytest.param("maximum", "max({0}, {1})", id="maximum-without-isnan")])
+def test_a_wrong_c_expression_is_caught_on_the_cpu(monkeypatch, ufunc, wrong):
+    """The check above can fail: with one ``UFUNCS`` entry wrong (issue 12: ``maximum`` as
+    ``min`` passed every test on a CPU machine), some rule and slot variant fails it."""
+    monkeypatch.setitem(fused_gpu.UFUNCS, ufunc, wrong)
+    caught = []
+    for name, missing, literals in C_CASES:
+        try:
+            check_generated_c(name, missing, literals, np.float32, 0)
+        except AssertionError as error:
+            caught.append(str(error))
+    assert caught, f"UFUNCS[{ufunc!r}] = {wrong!r} was not caught"
 
 
 def test_the_kernel_parameters_follow_the_unused_slots():

@@ -1,15 +1,43 @@
 """The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras;
-``scratchopt demo schedules|optimizers`` redraws the lesson's two figures."""
+``scratchopt demo schedules|optimizers`` redraws the lesson's two figures; ``scratchopt bench``
+times every component. Results go to stdout, progress to stderr; without ``--out`` the
+figures and benchmark results go to ``scratchopt-output/`` in the working directory."""
 
 import argparse
 import importlib.util
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 INSTALL_HINT = 'pip install "scratchopt[parity]"   (TensorFlow 2.21 CPU, Keras 3.15, rich)'
+
+#: Where figures and benchmark results go without ``--out`` (``.gitignore`` lists it).
+OUTPUT_DIR = Path("scratchopt-output")
 
 
 def _missing_reference():
     return [m for m in ("tensorflow", "keras", "rich") if importlib.util.find_spec(m) is None]
+
+
+def _quiet_tensorflow():
+    """TensorFlow's logs off for the commands: its C++ info and warnings
+    (``TF_CPP_MIN_LOG_LEVEL=2``, unless the user set it), the oneDNN notice it prints on
+    import (``keras_reference.tensorflow`` drops it) and its Python logger below errors.
+    Nothing that changes the arithmetic: ``TF_ENABLE_ONEDNN_OPTS`` is left alone."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if importlib.util.find_spec("tensorflow") is None:
+        return
+    from .keras_reference import tensorflow
+
+    tf = tensorflow()
+    tf.get_logger().setLevel("ERROR")
+    try:
+        from absl import logging as absl_logging
+
+        absl_logging.set_verbosity(absl_logging.ERROR)
+    except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
+        pass
 
 
 def parity(args):
@@ -19,22 +47,21 @@ def parity(args):
               f"{'is' if len(missing) == 1 else 'are'} not installed. Install with:\n  {INSTALL_HINT}",
               file=sys.stderr)
         return 2
+    _quiet_tensorflow()
     from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from . import parity as checks
+    from .progress import Stages
 
     steps = 20 if args.quick else args.steps
     entries = checks.entries()
-    console = Console() if sys.stdout.isatty() else Console(width=160)
     results = []
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("comparing with Keras", total=len(entries))
+    with Stages(len(entries), "scratchopt parity") as stages:
         for check in entries:
-            progress.update(task, description=check.label)
+            stages.start(f"{check.group}: {check.label}")
             results.append((check.group, check.run(steps)))
-            progress.advance(task)
+    console = Console(file=sys.stdout) if sys.stdout.isatty() else Console(file=sys.stdout, width=160)
     table = Table(title=f"scratchopt vs Keras {_keras_version()} (eager, CPU): optimizers {steps} steps "
                         f"on shapes {checks.SHAPES}")
     for column in ("component", "dtype", "steps", "max abs diff", "max ULP", "exact", "note"):
@@ -50,7 +77,11 @@ def parity(args):
     failed = [r for _, r in results if not r.exact]
     console.print(f"{len(results) - len(failed)} of {len(results)} rows exact.")
     if args.json:
-        _write_parity_json(args.json, results, steps, args)
+        try:
+            _write_parity_json(args.json, results, steps, args)
+        except OSError as error:
+            print(f"scratchopt parity: cannot write {args.json}: {error.strerror or error}", file=sys.stderr)
+            return 2
         console.print(f"wrote {args.json}")
     return 1 if failed else 0
 
@@ -67,6 +98,7 @@ def _write_parity_json(path, results, steps, args):
     document = {"command": command, "keras": _keras_version(), "tensorflow": tf.__version__,
                 "numpy": __import__("numpy").__version__, "machine": f"{platform.machine()} {platform.processor()}".strip(),
                 "steps": steps, "rows": [{"group": group, **dataclasses.asdict(row)} for group, row in results]}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(document, f, indent=1)
         f.write("\n")
@@ -75,7 +107,15 @@ def _write_parity_json(path, results, steps, args):
 def demo(args):
     from .demos import optimizers, schedules
 
-    path = args.out or f"lesson_{args.figure}.png"
+    path = Path(args.out) if args.out else OUTPUT_DIR / f"lesson_{args.figure}.png"
+    if args.out is None:
+        unwritable = _unwritable(path, directory=False)
+        if unwritable:
+            print(f"scratchopt demo: cannot write {path}: {unwritable}; give another path with --out",
+                  file=sys.stderr)
+            return 2
+    _quiet_tensorflow()
+    path.parent.mkdir(parents=True, exist_ok=True)
     if args.figure == "optimizers":
         return optimizers.main(path, dtype=args.dtype, epochs=args.epochs)
     return schedules.main(path)
@@ -93,20 +133,85 @@ def _keras_version():
     return keras.__version__
 
 
-def main(argv=None):
+# --- argument checks: a usage error (exit 2) before any work ------------------------------------
+
+
+def positive_int(text):
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _unwritable(path, directory):
+    """Why ``path`` cannot be written (a file, or with ``directory`` a folder to write files
+    in, created if missing), or None. Tried, not guessed: a file is made in the nearest
+    folder that exists and removed again; an existing file is opened for appending (its
+    contents are not touched)."""
+    path = Path(path)
+    if path.exists():
+        if directory and not path.is_dir():
+            return "it is a file, not a folder"
+        if not directory and path.is_dir():
+            return "it is a folder; give a file path"
+        if not directory:
+            try:
+                with open(path, "a"):
+                    pass
+            except OSError as error:
+                return error.strerror or str(error)
+            return None
+    folder = path if directory and path.exists() else path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".scratchopt-write-test-")
+    except OSError as error:
+        return f"cannot create files in {folder}: {error.strerror or error}"
+    os.close(handle)
+    os.unlink(probe)
+    return None
+
+
+def writable_file(text):
+    """An argparse type: a file path that can be written (checked now, before any work)."""
+    why = _unwritable(text, directory=False)
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot write {text}: {why}")
+    return text
+
+
+def writable_folder(text):
+    """An argparse type: a folder that exists or can be made, and files can be written in."""
+    why = _unwritable(text, directory=True)
+    if why:
+        raise argparse.ArgumentTypeError(f"cannot write in {text}: {why}")
+    return text
+
+
+def build_parser():
+    """The parser, and each subcommand's parser by name (for their own usage errors)."""
     parser = argparse.ArgumentParser(prog="scratchopt", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("parity", help="compare every component with Keras, bit for bit")
-    p.add_argument("--steps", type=int, default=200, help="steps per row (default 200)")
+    p.add_argument("--steps", type=positive_int, default=200, help="steps per row, at least 1 (default 200)")
     p.add_argument("--quick", action="store_true", help="20 steps per row")
-    p.add_argument("--json", metavar="PATH", help="also write the rows as JSON to PATH")
+    p.add_argument("--json", metavar="PATH", type=writable_file, help="also write the rows as JSON to PATH")
     p.set_defaults(run=parity)
     d = commands.add_parser("demo", help="rerun one of the lesson's figures")
     d.add_argument("figure", choices=["schedules", "optimizers"], help="which figure")
-    d.add_argument("--out", help="PNG to write (default: lesson_<figure>.png)")
+    d.add_argument("--out", type=writable_file,
+                   help=f"PNG to write (default: {OUTPUT_DIR}/lesson_<figure>.png)")
     d.add_argument("--dtype", choices=["float32", "float64"], default="float32",
                    help="optimizers: the precision of the run (float64 matches Keras bit for bit)")
-    d.add_argument("--epochs", type=int, default=50, help="optimizers: epochs (default 50, the lesson's)")
+    d.add_argument("--epochs", type=positive_int, default=50,
+                   help="optimizers: epochs, at least 1 (default 50, the lesson's)")
     d.set_defaults(run=demo)
     b = commands.add_parser("bench", help="time every component on every backend and peer, against the "
                                            "memory-bandwidth floor")
@@ -115,12 +220,20 @@ def main(argv=None):
     b.add_argument("--components", help="comma-separated, e.g. adam,batchnorm (default: all)")
     b.add_argument("--backends", help="comma-separated backends, peers and floors to run (default: all)")
     b.add_argument("--devices", help="cpu, gpu or cpu,gpu (default: both; gpu when CuPy sees a device)")
-    b.add_argument("--repeats", type=int, help="exactly this many timed calls per row (default: by duration)")
-    b.add_argument("--out", help="results folder (default benchmarks/results/<device>/ in a checkout, "
-                                 "else ./bench-results/)")
+    b.add_argument("--repeats", type=positive_int, help="exactly this many timed calls per row (default: by duration)")
+    b.add_argument("--out", type=writable_folder,
+                   help=f"results folder (default {OUTPUT_DIR}/bench/<device>/; the committed results: "
+                        "--out benchmarks/results/<device>/)")
     b.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     b.set_defaults(run=bench)
-    args = parser.parse_args(argv)
+    return parser, {"parity": p, "demo": d, "bench": b}
+
+
+def main(argv=None):
+    parser, subcommands = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # an option the subcommand does not have: its usage, not the top level's
+        subcommands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     return args.run(args)
 
 

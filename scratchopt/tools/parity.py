@@ -23,8 +23,8 @@ import numpy as np
 
 from .. import optimizers
 from ..regularization import penalties as regularizers
-from .. import schedules
 from ..numerics import ulp_distance
+from .keras_reference import Literal
 
 
 def decay_every_50(step):
@@ -122,13 +122,13 @@ def state_pairs(ours, reference):
 
 def run_row(name, kwargs, dtype, steps, seed=0):
     """One optimizer row: ``steps`` steps of both optimizers on random data; returns a ``Row``."""
-    from .keras_reference import KerasRun
+    from .keras_reference import KerasRun, scratchopt_kwargs
 
     dtype = np.dtype(dtype)
     rng = np.random.default_rng(seed)
-    ours = getattr(optimizers, name)(**kwargs)
+    ours = getattr(optimizers, name)(**scratchopt_kwargs(kwargs))
     params = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
-    reference = KerasRun(ours, params)
+    reference = KerasRun(ours, params, literal=kwargs)  # Keras's defaults for what kwargs leaves out
     row = Row(describe(name, kwargs), dtype.name, steps, 0.0, 0.0, True)
     for _ in range(steps):
         grads = [(rng.standard_normal(s) * 10.0 ** rng.uniform(-3, 1)).astype(dtype) for s in SHAPES]
@@ -141,27 +141,35 @@ def run_row(name, kwargs, dtype, steps, seed=0):
     return row
 
 
-#: The schedule rows: the lesson's four curves first, then every other schedule.
+#: The schedule rows, as literal calls (each side built from the same arguments, with its own
+#: defaults): the lesson's four curves first, then every other schedule.
 SCHEDULES = [
-    schedules.PiecewiseConstantDecay([300, 600, 800], [0.1, 0.01, 0.001, 0.0001]),
-    schedules.ExponentialDecay(0.1, 100, 0.96),
-    schedules.CosineDecay(0.1, 1000, alpha=0.0),
-    schedules.WarmupCosineDecay(0.1, 100, 1000),
-    schedules.ExponentialDecay(0.1, 100, 0.5, staircase=True),
-    schedules.CosineDecay(0.0, 900, alpha=0.05, warmup_target=0.1, warmup_steps=100),
-    schedules.InverseTimeDecay(0.1, 50, 0.5, staircase=False),
-    schedules.PolynomialDecay(0.1, 300, end_learning_rate=1e-3, power=2.0, cycle=True),
-    schedules.CosineDecayRestarts(0.1, 100, t_mul=2.0, m_mul=0.8, alpha=0.01),
-    schedules.CosineDecayRestarts(np.float64(0.1), 150, t_mul=1.0, m_mul=0.5),
+    Literal("PiecewiseConstantDecay", {"boundaries": [300, 600, 800], "values": [0.1, 0.01, 0.001, 0.0001]}),
+    Literal("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 100, "decay_rate": 0.96}),
+    Literal("CosineDecay", {"initial_learning_rate": 0.1, "decay_steps": 1000, "alpha": 0.0}),
+    Literal("WarmupCosineDecay", {"initial_learning_rate": 0.1, "warmup_steps": 100, "total_steps": 1000}),
+    Literal("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 100, "decay_rate": 0.5,
+                                 "staircase": True}),
+    Literal("CosineDecay", {"initial_learning_rate": 0.0, "decay_steps": 900, "alpha": 0.05,
+                            "warmup_target": 0.1, "warmup_steps": 100}),
+    Literal("InverseTimeDecay", {"initial_learning_rate": 0.1, "decay_steps": 50, "decay_rate": 0.5,
+                                 "staircase": False}),
+    Literal("PolynomialDecay", {"initial_learning_rate": 0.1, "decay_steps": 300, "end_learning_rate": 1e-3,
+                                "power": 2.0, "cycle": True}),
+    Literal("CosineDecayRestarts", {"initial_learning_rate": 0.1, "first_decay_steps": 100, "t_mul": 2.0,
+                                    "m_mul": 0.8, "alpha": 0.01}),
+    Literal("CosineDecayRestarts", {"initial_learning_rate": np.float64(0.1), "first_decay_steps": 150,
+                                    "t_mul": 1.0, "m_mul": 0.5}),
 ]
 
 
-def run_schedule_row(schedule, steps):
+def run_schedule_row(literal, steps):
     """The rate at steps 0..2000 (every ``200 // steps``-th) and 10**6, against Keras's."""
-    from .keras_reference import keras_schedule_like, tensorflow
+    from .keras_reference import keras_schedule_from, tensorflow
 
     tf = tensorflow()
-    keras_schedule = keras_schedule_like(schedule)
+    schedule = literal.scratchopt()
+    keras_schedule = keras_schedule_from(literal.name, literal.kwargs)
     points = list(range(0, 2001, max(1, 200 // steps))) + [10**6]
     theirs = np.array([np.asarray(keras_schedule(tf.constant(p, tf.int64))) for p in points])
     row = Row(repr(schedule), schedule.dtype.name, len(points), 0.0, 0.0, True)
@@ -171,18 +179,19 @@ def run_schedule_row(schedule, steps):
 
 LESSON_OPTIMIZERS = ["SGD", "SGD + momentum", "Adam", "AdamW", "RMSprop"]
 
-REGULARIZERS = [regularizers.L1(0.01), regularizers.L2(0.01), regularizers.L1L2(0.01, 0.001)]
+#: The regularizer rows, as literal calls: (class name, arguments).
+REGULARIZERS = [("L1", {"l1": 0.01}), ("L2", {"l2": 0.01}), ("L1L2", {"l1": 0.01, "l2": 0.001})]
 
 
-def run_regularizer_row(regularizer, dtype, steps, seed=0):
+def run_regularizer_row(name, kwargs, dtype, steps, seed=0):
     """Penalty and gradient on ``min(steps, 50)`` random arrays of every shape, against Keras."""
     from .keras_reference import tensorflow
 
     tf = tensorflow()
     import keras
 
-    config = regularizer.get_config()
-    theirs = getattr(keras.regularizers, type(regularizer).__name__)(**config)
+    regularizer = getattr(regularizers, name)(**kwargs)
+    theirs = getattr(keras.regularizers, name)(**kwargs)
     rng = np.random.default_rng(seed)
     count = min(steps, 50)
     row = Row(repr(regularizer), np.dtype(dtype).name, count, 0.0, 0.0, True)
@@ -281,11 +290,11 @@ def entries():
     checks = [Check("optimizers", f"{describe(name, kwargs)} {dtype}",
                     lambda steps, n=name, k=kwargs, d=dtype: run_row(n, k, d, steps))
               for name, kwargs in CONFIGS for dtype in ("float32", "float64")]
-    checks += [Check("schedules", repr(s), lambda steps, s=s: run_schedule_row(s, steps))
+    checks += [Check("schedules", repr(s.scratchopt()), lambda steps, s=s: run_schedule_row(s, steps))
                for s in SCHEDULES]
-    checks += [Check("regularizers", f"{r!r} {dtype}",
-                     lambda steps, r=r, d=dtype: run_regularizer_row(r, d, steps))
-               for r in REGULARIZERS for dtype in ("float32", "float64")]
+    checks += [Check("regularizers", f"{getattr(regularizers, n)(**k)!r} {dtype}",
+                     lambda steps, n=n, k=k, d=dtype: run_regularizer_row(n, k, d, steps))
+               for n, k in REGULARIZERS for dtype in ("float32", "float64")]
     checks += [Check("callbacks", c.name, lambda steps, c=c: run_callback_row(c))
                for c in CALLBACK_CONFIGS]
     checks += [Check("layers", f"{name} {shape} {dtype}",

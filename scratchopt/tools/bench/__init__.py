@@ -108,13 +108,23 @@ def main(args):
     except (ValueError, argparse.ArgumentTypeError) as error:
         print(f"scratchopt bench: {error}", file=sys.stderr)
         return 2
+    if not args.out:  # the default folder, checked before the run as --out is by the parser
+        from ..cli import _unwritable
+
+        why = _unwritable(machine.OUTPUT_DIR, directory=True)
+        if why:
+            print(f"scratchopt bench: cannot write in {machine.OUTPUT_DIR}: {why}; give a folder with --out",
+                  file=sys.stderr)
+            return 2
     console = Console() if sys.stdout.isatty() else Console(width=200)
     busy = machine.busy_warning()
     if busy:
         console.print("warning: " + busy, highlight=False, markup=False)
     start = time.perf_counter()
     columns = (TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
+    # The bar on stderr (bound to it: never into what sys.stdout is at a redraw), the table on stdout.
+    with Progress(*columns, console=Console(file=sys.stderr), transient=True, redirect_stdout=False,
+                  redirect_stderr=False) as progress:
         task = progress.add_task("planning", total=None)
 
         def follow(done, total, description):

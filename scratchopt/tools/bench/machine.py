@@ -177,20 +177,13 @@ def device_name(gpu=None):
     return f"{slug(cpu_model())}-{usable_cores()}c"
 
 
-def repository_root(start=None):
-    """The scratchopt checkout containing ``start`` (default: the working directory), or None."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        project = folder / "pyproject.toml"
-        if (folder / "benchmarks").is_dir() and project.is_file() \
-                and 'name = "scratchopt"' in project.read_text():
-            return folder
-    return None
+#: Where the commands write when no ``--out`` is given: a folder of the working directory
+#: that the checkout's ``.gitignore`` lists, so a run never leaves untracked results in the
+#: source tree. The committed results are written with an explicit ``--out
+#: benchmarks/results/<device>/`` (``benchmarks/README.md``).
+OUTPUT_DIR = Path("scratchopt-output")
 
 
 def default_out(gpu=None):
-    """``benchmarks/results/<device>/`` in a checkout, else ``./bench-results/``."""
-    root = repository_root()
-    if root is None:
-        return Path("bench-results")
-    return root / "benchmarks" / "results" / device_name(gpu)
+    """``scratchopt-output/bench/<device>/`` in the working directory."""
+    return OUTPUT_DIR / "bench" / device_name(gpu)

@@ -20,13 +20,21 @@ import numpy as np
 from ... import nn, optimizers
 
 EPOCHS = 50
+#: The lesson's five optimizers, as literal calls (class name, arguments): scratchopt's and
+#: Keras's are each built from these arguments, with their own defaults for the rest.
 OPTIMIZERS = {
-    "SGD": lambda: optimizers.SGD(learning_rate=0.01),
-    "SGD + momentum": lambda: optimizers.SGD(learning_rate=0.01, momentum=0.9),
-    "Adam": lambda: optimizers.Adam(learning_rate=1e-3),
-    "AdamW": lambda: optimizers.AdamW(learning_rate=1e-3, weight_decay=0.01),
-    "RMSprop": lambda: optimizers.RMSprop(learning_rate=1e-3),
+    "SGD": ("SGD", {"learning_rate": 0.01}),
+    "SGD + momentum": ("SGD", {"learning_rate": 0.01, "momentum": 0.9}),
+    "Adam": ("Adam", {"learning_rate": 1e-3}),
+    "AdamW": ("AdamW", {"learning_rate": 1e-3, "weight_decay": 0.01}),
+    "RMSprop": ("RMSprop", {"learning_rate": 1e-3}),
 }
+
+
+def make_optimizer(name):
+    """scratchopt's optimizer for the lesson's ``name``."""
+    cls, kwargs = OPTIMIZERS[name]
+    return getattr(optimizers, cls)(**kwargs)
 
 
 def lesson_data(dtype="float32"):
@@ -50,17 +58,22 @@ def run_scratchopt(name, epochs=EPOCHS, dtype="float32", weights=None):
     model(x[:1])
     if weights is not None:
         model.set_weights(weights)
-    model.compile(OPTIMIZERS[name](), nn.MeanSquaredError())
+    model.compile(make_optimizer(name), nn.MeanSquaredError())
     return model.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, shuffle=False, verbose=0)
 
 
 def run_keras(name, epochs=EPOCHS, dtype="float32", seed=0):
     """Keras on the same task: (its History.history, its initial weights)."""
-    from ..keras_reference import keras_optimizer, tensorflow
+    from ..keras_reference import keras_optimizer_from, tensorflow
 
     tensorflow()
     import keras
 
+    # The optimizer under Keras's default floatx, float32: Keras keeps the learning rate in a
+    # variable of floatx, and scratchopt keeps it in float32 (Keras's default), at every
+    # precision of the weights. Made under floatx float64, Keras's rate 0.01 would be the
+    # double 0.01, and scratchopt's float32(0.01) would not be what this compares.
+    optimizer = keras_optimizer_from(*OPTIMIZERS[name])
     previous = keras.config.floatx()
     keras.config.set_floatx(dtype)
     try:
@@ -72,7 +85,7 @@ def run_keras(name, epochs=EPOCHS, dtype="float32", seed=0):
                                   keras.layers.Dense(32, activation="relu", dtype=dtype),
                                   keras.layers.Dense(1, dtype=dtype)])
         weights = model.get_weights()
-        model.compile(optimizer=keras_optimizer(OPTIMIZERS[name]()), loss="mse", run_eagerly=True)
+        model.compile(optimizer=optimizer, loss="mse", run_eagerly=True)
         x, y = lesson_data(dtype)
         history = model.fit(x, y, epochs=epochs, batch_size=32, validation_split=0.2, shuffle=False,
                             verbose=0)
@@ -113,18 +126,27 @@ def draw(path, ours, theirs=None):
 
 
 def main(path, dtype="float32", epochs=EPOCHS):
-    """Run the comparison, print the final-loss table, write the PNG; returns the exit code."""
+    """Run the comparison, print the final-loss table, write the PNG; returns the exit code.
+
+    Progress goes to stderr (``tools/progress.py``): a bar on a terminal, else a line as each
+    run starts (Keras's eager ``model.fit`` is most of the time: about a minute per optimizer
+    for the 50 epochs on the 2-core machine)."""
+    from ..progress import Stages
+
     if importlib.util.find_spec("matplotlib") is None:
         print('scratchopt demo draws with matplotlib, which is not installed. Install with:\n'
               '  pip install "scratchopt[demo]"')
         return 2
     with_keras = importlib.util.find_spec("tensorflow") is not None
     ours, theirs = {}, {} if with_keras else None
-    for name in OPTIMIZERS:
-        if with_keras:
-            ours[name], theirs[name] = compare(name, epochs, dtype)
-        else:
-            ours[name] = run_scratchopt(name, epochs, dtype).history
+    with Stages(len(OPTIMIZERS) * (2 if with_keras else 1), "scratchopt demo optimizers") as stages:
+        for name in OPTIMIZERS:
+            weights = None
+            if with_keras:
+                stages.start(f"{name}: Keras model.fit, {epochs} epochs, {dtype}")
+                theirs[name], weights = run_keras(name, epochs, dtype)
+            stages.start(f"{name}: scratchopt Sequential.fit, {epochs} epochs, {dtype}")
+            ours[name] = run_scratchopt(name, epochs, dtype, weights=weights).history
     print(f"{dtype}, {epochs} epochs" + (", from Keras's initial weights" if with_keras else ""))
     header = f"{'optimizer':<16}{'loss':>12}{'val_loss':>12}"
     if with_keras:

@@ -15,14 +15,19 @@ import importlib.util
 
 import numpy as np
 
-from ... import schedules
+from ..keras_reference import Literal
 
 STEPS = 1000
+#: The lesson's four schedules, as literal calls: scratchopt's and Keras's are each built
+#: from these arguments.
 LESSON_SCHEDULES = {
-    "Step decay": schedules.PiecewiseConstantDecay([300, 600, 800], [0.1, 0.01, 0.001, 0.0001]),
-    "Exponential decay": schedules.ExponentialDecay(0.1, decay_steps=100, decay_rate=0.96),
-    "Cosine decay": schedules.CosineDecay(0.1, decay_steps=STEPS, alpha=0.0),
-    "Warmup + cosine": schedules.WarmupCosineDecay(0.1, warmup_steps=100, total_steps=STEPS),
+    "Step decay": Literal("PiecewiseConstantDecay", {"boundaries": [300, 600, 800],
+                                                     "values": [0.1, 0.01, 0.001, 0.0001]}),
+    "Exponential decay": Literal("ExponentialDecay", {"initial_learning_rate": 0.1, "decay_steps": 100,
+                                                      "decay_rate": 0.96}),
+    "Cosine decay": Literal("CosineDecay", {"initial_learning_rate": 0.1, "decay_steps": STEPS, "alpha": 0.0}),
+    "Warmup + cosine": Literal("WarmupCosineDecay", {"initial_learning_rate": 0.1, "warmup_steps": 100,
+                                                     "total_steps": STEPS}),
 }
 TABLE_STEPS = [0, 50, 100, 300, 301, 600, 800, 1000]
 
@@ -30,19 +35,19 @@ TABLE_STEPS = [0, 50, 100, 300, 301, 600, 800, 1000]
 def curves():
     """``{name: rates at steps 0..STEPS}`` from scratchopt."""
     steps = np.arange(STEPS + 1)
-    return {name: schedule(steps) for name, schedule in LESSON_SCHEDULES.items()}
+    return {name: literal.scratchopt()(steps) for name, literal in LESSON_SCHEDULES.items()}
 
 
 def keras_curves():
     """The same curves from Keras, or None when TensorFlow is not installed."""
     if importlib.util.find_spec("tensorflow") is None:
         return None
-    from ..keras_reference import keras_schedule_like, tensorflow
+    from ..keras_reference import keras_schedule_from, tensorflow
 
     tf = tensorflow()
     out = {}
-    for name, schedule in LESSON_SCHEDULES.items():
-        keras_schedule = keras_schedule_like(schedule)
+    for name, literal in LESSON_SCHEDULES.items():
+        keras_schedule = keras_schedule_from(literal.name, literal.kwargs)
         out[name] = np.array([np.asarray(keras_schedule(tf.constant(s, tf.int64)))
                               for s in range(STEPS + 1)])
     return out
