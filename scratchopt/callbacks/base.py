@@ -24,12 +24,19 @@ misbehaves or fails later; we raise at construction, naming the argument and its
 * ``min_delta`` or ``factor`` NaN or infinite, ``min_lr`` negative, NaN or infinite: ``ValueError``;
 * ``verbose`` not an int: ``TypeError``; ``restore_best_weights`` not a bool: ``TypeError``;
 * ``schedule`` not callable: ``TypeError`` (Keras fails at the first epoch);
-* unknown keyword arguments to ``ReduceLROnPlateau``: ``TypeError`` (Keras swallows ``**kwargs``).
+* unknown keyword arguments to ``ReduceLROnPlateau``: ``TypeError`` (Keras swallows ``**kwargs``);
+* a monitored value in the logs that is not a number (a str, a list, an array of several
+  values): ``TypeError`` naming ``logs['val_loss']`` (say), before the hook changes anything
+  (Keras fails later, on its arithmetic: "unsupported operand", "truth value ... ambiguous").
 
 Another difference from Keras: auto mode finds a metric's direction by duck typing (see
 ``_set_monitor_op``); Keras's multi-optimizer branch (an optimizer with ``.optimizers``) is
 not reproduced.
 """
+
+import reprlib
+
+import numpy as np
 
 from .. import checks
 from .comparison import greater, less
@@ -145,8 +152,27 @@ class _Monitor(Callback):
         if op is less:
             self.min_delta *= -1  # so that "current - min_delta" is current + |min_delta|
 
+    def _check_monitored(self, logs):
+        """The monitored value of ``logs``, if there is one, must be a number: a TypeError
+        naming the key otherwise, before anything changes (Keras fails later, on the
+        arithmetic, with "unsupported operand" or "truth value ... is ambiguous")."""
+        value = (logs or {}).get(self.monitor)
+        if value is not None and not _is_number(value):
+            key = f"logs[{self.monitor!r}]"
+            raise TypeError(f"`{key}` must be a number (a Python or NumPy scalar, or a one-element "
+                            f"array): the monitored metric. Received: {key}={reprlib.repr(value)} "
+                            f"({type(value).__name__})")
+
     def _is_improvement(self, monitor_value, reference_value):
         if reference_value is None:
             return True
         # Quirk: the subtraction is Python/NumPy arithmetic; the comparison is Keras's (float32).
         return self.monitor_op(monitor_value - self.min_delta, reference_value)
+
+
+def _is_number(value):
+    """A real number as Keras's comparison takes it: a Python or NumPy number (a bool too, as
+    in Keras), or a NumPy array holding one."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.size == 1 and value.dtype.kind in "biuf"
+    return isinstance(value, (int, float))  # what the comparison converts (not a Fraction)

@@ -90,6 +90,7 @@ class EarlyStopping(_Monitor):
         self.best_epoch = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self._check_monitored(logs)  # before anything changes
         if self.monitor_op is None:
             self._set_monitor_op()
         current = self.get_monitor_value(logs)
@@ -121,6 +122,7 @@ class EarlyStopping(_Monitor):
             self.model.set_weights(self.best_weights)
 
     def get_monitor_value(self, logs):
+        self._check_monitored(logs)
         logs = logs or {}
         value = logs.get(self.monitor)
         if value is None:

@@ -89,6 +89,7 @@ class ReduceLROnPlateau(_Monitor):
         self.wait = 0
 
     def on_epoch_end(self, epoch, logs=None):
+        self._check_monitored(logs)  # before anything changes (logs included)
         if self.monitor_op is None:
             self._set_monitor_op()
         logs = logs or {}

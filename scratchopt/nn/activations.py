@@ -4,9 +4,12 @@ from ..backend import namespace
 from .layer import Layer
 
 
-def relu_gradient(dy, y):
-    """TF's ``ReluGrad``: ``dy * (y > 0)``, so the gradient flows where the output is positive."""
-    return dy * (y > 0).astype(dy.dtype)
+def relu_gradient(dy, active):
+    """TF's ``ReluGrad``: ``dy * (y > 0)``, so the gradient flows where the output is positive.
+
+    ``active`` is the forward's ``y > 0``, kept by the layer (not ``y`` itself, which the
+    caller may change in place before backward)."""
+    return dy * active.astype(dy.dtype)
 
 
 class ReLU(Layer):
@@ -25,8 +28,8 @@ class ReLU(Layer):
 
     def call(self, x, training=False):
         y = namespace(x).maximum(x, 0)
-        self._last = {"y": y}
+        self._last = {"active": y > 0}
         return y
 
     def _backward(self, dy):
-        return relu_gradient(dy, self._last["y"])
+        return relu_gradient(dy, self._last["active"])

@@ -89,13 +89,15 @@ class Dense(Layer):
         if self.use_bias:
             z = z + self.params["bias"]
         y = namespace(z).maximum(z, 0) if self.activation == "relu" else z
-        self._last = {"x": x, "y": y}
+        # Copies of x and the kernel, and the ReLU's mask: backward uses this call's values, as
+        # Keras's tape does, even if x, y or the kernel change in place before backward.
+        self._last = {"x": x.copy(order="K"), "kernel": self.params["kernel"].copy(),
+                      "active": y > 0 if self.activation == "relu" else None}
         return y
 
     def _backward(self, dy):
-        x, y = self._last["x"], self._last["y"]
-        dz = relu_gradient(dy, y) if self.activation == "relu" else dy
-        kernel = self.params["kernel"]
+        x, kernel = self._last["x"], self._last["kernel"]
+        dz = relu_gradient(dy, self._last["active"]) if self.activation == "relu" else dy
         self.grads["kernel"] = matmul(x, dz, transpose_a=True)  # TF's MatMul gradient
         if self.kernel_regularizer is not None:
             self.grads["kernel"] = self.grads["kernel"] + self.kernel_regularizer.gradient(kernel)

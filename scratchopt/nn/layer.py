@@ -39,7 +39,9 @@ class Layer(checks.Configurable):
     """Base class: input and ``dy`` checks, ``params`` / ``grads`` and the ``trainable`` flag.
 
     A subclass writes ``call(x, training=False, ...)`` (keeping in ``self._last`` what its
-    backward needs) and ``_backward(dy)``; ``layer(x)`` checks ``x`` and calls ``call``,
+    backward needs: values computed in the call, or copies, never the caller's arrays, so
+    that changing ``x`` in place after the call does not change ``dx``, as with Keras's
+    tape) and ``_backward(dy)``; ``layer(x)`` checks ``x`` and calls ``call``,
     ``layer.backward(dy)`` checks ``dy`` against the output of that call and calls
     ``_backward``. ``get_config()`` gives the constructor's arguments, so ``repr(layer)``
     and ``type(layer).from_config(config)`` work for every layer.
@@ -50,7 +52,7 @@ class Layer(checks.Configurable):
     >>> from scratchopt.layers import Layer
     >>> class Square(Layer):
     ...     def call(self, x, training=False):
-    ...         self._last = {"x": x}
+    ...         self._last = {"x": x.copy()}
     ...         return x * x
     ...     def _backward(self, dy):
     ...         return 2 * self._last["x"] * dy
@@ -74,7 +76,7 @@ class Layer(checks.Configurable):
         self.trainable = True
         self.built = False
         self._last = None  # what _backward needs from the last call
-        self._output = None  # (shape, dtype, array module) of the last call's output
+        self._output = None  # (shape, dtype, array module's name) of the last call's output
 
     def get_config(self):
         """The constructor's arguments (none here; every layer with arguments overrides it)."""
@@ -83,7 +85,7 @@ class Layer(checks.Configurable):
     def __call__(self, x, training=False, **options):
         """``y = layer(x, training=False)``: checks ``x``, then the subclass's ``call``."""
         y = self.call(self._input(x), training=training, **options)
-        self._output = (y.shape, y.dtype, namespace(y))
+        self._output = (y.shape, y.dtype, namespace(y).__name__)
         return y
 
     def call(self, x, training=False):
@@ -112,14 +114,14 @@ class Layer(checks.Configurable):
                             "transforms the data, as in Keras); apply it before the layers you train")
         if self._output is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a forward call first")
-        shape, dtype, xp = self._output
+        shape, dtype, kind = self._output
         dy = self._input(dy, "dy")
         if dy.shape != shape:
             raise ValueError(f"`dy` must have the shape of the last output, {shape}. {_received('dy', dy)}")
         if dy.dtype != dtype:
             raise TypeError(f"`dy` must have the dtype of the last output, {dtype}. {_received('dy', dy)}")
-        if namespace(dy) is not xp:
-            raise TypeError(f"`dy` must be a {_kind(xp)} array, as the last output is (NumPy and CuPy "
+        if namespace(dy).__name__ != kind:
+            raise TypeError(f"`dy` must be a {_kind(kind)} array, as the last output is (NumPy and CuPy "
                             f"are never mixed). {_received('dy', dy)}")
         return self._backward(dy)
 
@@ -127,8 +129,8 @@ class Layer(checks.Configurable):
         raise NotImplementedError(f"{type(self).__name__} does not define _backward(dy)")
 
 
-def _kind(xp):
-    return "CuPy" if xp.__name__ == "cupy" else "NumPy"
+def _kind(name):
+    return "CuPy" if name == "cupy" else "NumPy"
 
 
 def _received(name, value):

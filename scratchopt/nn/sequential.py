@@ -3,6 +3,7 @@
 ``fit`` is Keras's loop, step for step::
 
     x_train, x_val = x[:split], x[split:]       validation_split takes the LAST fraction
+                                                (validation_data=(x_val, y_val) replaces it)
     for epoch in range(epochs):
         callbacks.on_epoch_begin(epoch)
         order = shuffled or 0..N-1              shuffle=False keeps the order
@@ -16,16 +17,23 @@
         logs = {"loss": running / N, "val_loss": evaluate(x_val, y_val)}
         callbacks.on_epoch_end(epoch, logs)
         stop if model.stop_training
+    optimizer.finalize_variable_values(params)  with use_ema: the weights become their averages
+    callbacks.on_train_end()
+
+``fit``'s arguments are checked before anything changes; ``x`` and ``y`` (and ``x_val``,
+``y_val``) must hold the same number of samples, as in Keras's "Data cardinality" check.
 
 The reported losses are accumulated in the model's dtype (Keras: its ``floatx``).
 """
 
+import math
 import time
 
 import numpy as np
 
+from .. import checks
 from ..backend import namespace
-from .layer import Layer
+from .layer import Layer, _received
 
 
 class History:
@@ -163,7 +171,13 @@ class Sequential:
         return loss
 
     def evaluate(self, x, y, batch_size=32):
-        """The loss over ``x`` in batches, weighted by batch size (Keras's ``evaluate``)."""
+        """The loss over ``x`` in batches, weighted by batch size (Keras's ``evaluate``).
+
+        ``x`` and ``y`` must hold the same number of samples, at least one (a ValueError
+        naming the counts otherwise, as Keras's "Data cardinality is ambiguous").
+        """
+        _positive_batch_size(batch_size)
+        _same_samples(x, y)
         total = count = None
         for start in range(0, len(x), batch_size):
             xb, yb = x[start:start + batch_size], y[start:start + batch_size]
@@ -174,19 +188,44 @@ class Sequential:
     # --- the training loop ---------------------------------------------------------------
 
     def fit(self, x, y, epochs=1, batch_size=32, validation_split=0.0, shuffle=True, callbacks=None,
-            verbose=1, seed=None):
-        """Train for ``epochs`` epochs; returns a ``History`` of per-epoch losses."""
+            verbose=1, seed=None, validation_data=None):
+        """Train for ``epochs`` epochs; returns a ``History`` of per-epoch losses.
+
+        The arguments are checked before anything changes: ``x`` and ``y`` must hold the same
+        number of samples (ValueError naming the counts: Keras's "Data cardinality is
+        ambiguous"), and so must the pair ``validation_data=(x_val, y_val)``, which, as in
+        Keras, replaces ``validation_split``. A split that leaves no training or no
+        validation sample is Keras's ValueError too. At the end, as Keras's ``fit`` does, the
+        optimizer's ``finalize_variable_values``: with ``use_ema`` the weights become their
+        moving averages (after the last epoch's validation, which uses the raw weights, and
+        before the callbacks' ``on_train_end``).
+        """
         if self.optimizer is None:
             raise ValueError("call compile(optimizer, loss) before fit")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"`validation_split` must be in [0, 1), got validation_split={validation_split!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got batch_size={batch_size!r}")
-        split = int(len(x) * (1.0 - validation_split)) if validation_split else len(x)
-        x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
-        rng = np.random.default_rng(seed)
-        history = History()
+        epochs = checks.integer("epochs", epochs, at_least=0)
+        _positive_batch_size(batch_size)
+        checks.flag("shuffle", shuffle)
+        n = _same_samples(x, y)
+        if validation_data is not None:  # Keras: it replaces validation_split
+            x_val, y_val = _validation_pair(validation_data)
+            split = n
+            x_train, y_train = x, y
+        else:
+            checks.number("validation_split", validation_split)
+            if not 0.0 <= validation_split < 1.0:
+                raise ValueError(f"`validation_split` must be in [0, 1). "
+                                 f"{checks.received('validation_split', validation_split)}")
+            split = math.floor(n * (1.0 - validation_split)) if validation_split else n
+            if validation_split and split in (0, n):  # Keras's message
+                raise ValueError(f"Training data contains {n} samples, which is not sufficient to split it "
+                                 f"into a validation and training set as specified by `validation_split="
+                                 f"{validation_split}`. Either provide more data, or a different value for "
+                                 "the `validation_split` argument.")
+            x_train, y_train, x_val, y_val = x[:split], y[:split], x[split:], y[split:]
+        validate = validation_data is not None or split < n
+        rng = checks.generator(seed)
         callbacks = list(callbacks or [])
+        history = History()
         for c in callbacks:
             c.set_model(self)
         self.stop_training = False
@@ -203,7 +242,7 @@ class Sequential:
                 loss = self.train_step(x_train[rows], y_train[rows])
                 total, count = _accumulate(total, count, loss, len(x_train[rows]))
             logs = {"loss": float(total / count)}
-            if split < len(x):
+            if validate:
                 logs["val_loss"] = self.evaluate(x_val, y_val, batch_size)
             for c in callbacks:
                 c.on_epoch_end(epoch, logs)
@@ -216,9 +255,49 @@ class Sequential:
                       + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
             if self.stop_training:
                 break
+        if epochs > 0 and hasattr(self.optimizer, "finalize_variable_values"):  # Keras's fit, at the end
+            self.optimizer.finalize_variable_values(self.params)
         for c in callbacks:
             c.on_train_end()
         return history
+
+
+def _positive_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int. {checks.received('batch_size', batch_size)}")
+
+
+def _samples(name, a):
+    """The number of samples (rows) of the array ``a``; a TypeError naming ``name`` if none."""
+    shape = getattr(a, "shape", None)
+    if not isinstance(shape, tuple) or not shape:
+        raise TypeError(f"`{name}` must be a NumPy or CuPy array with a sample axis first. "
+                        f"{_received(name, a)}")
+    return shape[0]
+
+
+def _same_samples(x, y, where=""):
+    """The number of samples of ``x`` and ``y``: the same, and at least one, else ValueError."""
+    n_x, n_y = _samples("x", x), _samples("y", y)
+    if n_x != n_y:  # Keras's data_adapter_utils.check_data_cardinality, in words
+        raise ValueError(f"Data cardinality is ambiguous{where}. Make sure all arrays contain the same "
+                         f"number of samples. 'x' sizes: {n_x}, 'y' sizes: {n_y}")
+    if n_x == 0:
+        raise ValueError(f"`x` and `y`{where} hold no samples (0 rows): there is nothing to compute on")
+    return n_x
+
+
+def _validation_pair(validation_data):
+    """``(x_val, y_val)``, checked like ``x`` and ``y``."""
+    if not isinstance(validation_data, (tuple, list)):
+        raise TypeError(f"`validation_data` must be a tuple (x_val, y_val). "
+                        f"{_received('validation_data', validation_data)}")
+    if len(validation_data) != 2:
+        raise ValueError(f"`validation_data` must be a pair (x_val, y_val) (no sample weights here); "
+                         f"got {len(validation_data)} items")
+    x_val, y_val = validation_data
+    _same_samples(x_val, y_val, " in `validation_data`")
+    return x_val, y_val
 
 
 def _accumulate(total, count, loss, n):

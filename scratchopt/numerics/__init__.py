@@ -23,8 +23,10 @@ are not automatic, and each lives here, once, so the rest of the code can stay r
    ``reduce_mean_over``; ``matmul``: ``matmul``, ``bias_add_grad``). A float sum depends
    on its order. ``tf.reduce_sum`` adds with Eigen's vectorised tree (packets of 8 float32
    or 4 float64, four interleaved accumulators, split in halves above 1024 packets), and
-   each shape of reduction over axes has its own loop; float64 ``tf.matmul`` adds one
-   inner index at a time (a one-column product: 4 lanes per row); ``BiasAddGrad`` one
+   each shape of reduction over axes has its own loop; float64 ``tf.matmul`` picks Eigen's
+   kernel by shape: one inner index at a time; a one-column product in 4 lanes per row;
+   and, with a dimension of 1 and m + k + n < 20, coefficient by coefficient (``matmul.py``
+   lists the orders); ``BiasAddGrad`` one
    batch row at a time. ``np.sum`` and ``@`` use other orders and differ by up to
    hundreds of ULP.
 5. **Packet and tail** (``elementwise``: ``rsqrt``, ``rsqrt_grad``). Eigen evaluates an

@@ -1,13 +1,32 @@
 """TF's CPU ``MatMul`` and ``BiasAddGrad``, in TF's summation order (float64 exact).
 
-``tf.matmul`` in float64 runs Eigen's contraction, without FMA:
+``tf.matmul`` in float64 runs Eigen, without FMA, and TF picks Eigen's path by shape
+(``LaunchBatchMatMul``): with ``m x k`` times ``k x n``,
 
-* a matrix product sums over the inner index ``k`` one term at a time,
-  ``((x0*w0 + x1*w1) + x2*w2) + ...``, every output at once;
-* a product with a single output column is Eigen's GEMV. With a row-major left operand it
-  keeps one 4-lane (AVX) accumulator per row, adds the lanes as ``(a0 + a2) + (a1 + a3)``,
-  then the leftover terms; with a transposed left operand (``transpose_a=True``, as in the
-  kernel's gradient) it sums over ``k`` one term at a time, like the matrix product.
+* no dimension 1: Eigen's contraction, which sums over the inner index ``k`` one term at a
+  time, ``((x0*w0 + x1*w1) + x2*w2) + ...``, every output at once (measured where ``n`` is
+  a multiple of 8; other widths have other blockings, not reproduced);
+* a dimension 1 (``min(m, k, n) == 1``): an ``Eigen::Matrix`` product, and then
+
+  - ``m + k + n < 20`` (Eigen's ``EIGEN_GEMM_TO_COEFFBASED_THRESHOLD``): the lazy,
+    coefficient-based product. Each output is the dot product of a row of ``op(a)`` and a
+    column of ``op(b)``; when both are contiguous in memory (``a`` not transposed, ``b``
+    transposed) Eigen's vectorized ``sum()`` adds it (``_redux``), else one term at a time.
+    Measured: a sum of -0s is -0 (the sum starts from the first product), except with
+    neither operand transposed, where it is +0 (from 0);
+  - a single output column (GEMV): with a row-major left operand, one 4-lane (AVX)
+    accumulator per row, the lanes added as ``(a0 + a2) + (a1 + a3)``, then the leftover
+    terms one by one; the rows go in blocks of 8, 4 and 2, and an odd last row adds two of
+    its leftover terms as a 2-lane half packet first (``_gemv``). With a transposed left
+    operand (``transpose_a=True``, as in the kernel's gradient), or a single row, one term
+    at a time;
+  - ``k == 1``: one product per output, the same in any order.
+
+So a ``(8, 8) @ (8, 1)`` product (a batch of 8 through a one-unit layer on 8 features)
+sums one term at a time, and ``(16, 8) @ (8, 1)`` in 4 lanes. Not reproduced: a single
+row times a transposed ``b`` with ``1 + k + n >= 20`` (in a network, the backward pass of a
+batch of one row): Eigen has other kernels for a row vector, summed one term at a time
+here.
 
 ``tf.matmul`` in float32 goes to oneDNN's JIT kernels (FMA, their own blocking), which we
 do not reproduce: float32 uses NumPy's ``@`` and differs in the last bits; the difference
@@ -25,6 +44,10 @@ from ..backend import namespace
 from .fpenv import tf_arithmetic
 from .sums import reduce_sum
 
+#: Eigen's ``EIGEN_GEMM_TO_COEFFBASED_THRESHOLD``: below it (rows + depth + columns) a
+#: dynamic-size product is computed coefficient by coefficient.
+COEFF_BASED_THRESHOLD = 20
+
 
 @tf_arithmetic()
 def matmul(a, b, transpose_a=False, transpose_b=False):
@@ -39,19 +62,76 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
     b = b.T if transpose_b else b
     if namespace(a) is not np or a.dtype != np.float64:
         return a @ b
-    m, k = a.shape
-    if b.shape[1] == 1 and not transpose_a:  # row-major GEMV: 4 lanes per row, then the tail
-        whole = (k // 4) * 4
-        acc = np.zeros((m, 4))
-        for j in range(0, whole, 4):
-            acc = acc + a[:, j:j + 4] * b[j:j + 4, 0]
-        out = (acc[:, 0] + acc[:, 2]) + (acc[:, 1] + acc[:, 3])
-        for j in range(whole, k):
-            out = out + a[:, j] * b[j, 0]
-        return out[:, None]
-    out = np.zeros((m, b.shape[1]))
-    for j in range(k):  # one k at a time, every output at once
+    (m, k), n = a.shape, b.shape[1]
+    contiguous = not transpose_a and transpose_b  # rows of op(a) and columns of op(b)
+    if min(m, k, n) == 1 and m + k + n < COEFF_BASED_THRESHOLD:  # the lazy product
+        if contiguous:
+            return _redux(a, b)
+        return _one_term_at_a_time(a, b, from_zero=not (transpose_a or transpose_b))
+    if n == 1 and m > 1 and not transpose_a:
+        return _gemv(a, b)
+    return _one_term_at_a_time(a, b)
+
+
+def _one_term_at_a_time(a, b, from_zero=True):
+    """Over ``k`` one term at a time, every output at once: ``0 + x0*w0 + ...``, or from the
+    first product ``x0*w0 + ...`` (the lazy product; a sum of -0s is then -0, not +0)."""
+    out = np.zeros((a.shape[0], b.shape[1])) if from_zero else a[:, 0:1] * b[0:1, :]
+    for j in range(0 if from_zero else 1, a.shape[1]):
         out = out + a[:, j:j + 1] * b[j:j + 1, :]
+    return out
+
+
+def _gemv(a, b):
+    """Eigen's row-major GEMV (one output column): 4 lanes per row, then the tail."""
+    m, k = a.shape
+    whole = (k // 4) * 4
+    acc = np.zeros((m, 4))
+    for j in range(whole // 4):
+        acc = acc + a[:, 4 * j:4 * j + 4] * b[4 * j:4 * j + 4, 0]
+    out = (acc[:, 0] + acc[:, 2]) + (acc[:, 1] + acc[:, 3])
+    start = whole
+    if m % 2 and k - whole >= 2:  # the odd last row: a 2-lane half packet first
+        last = out[-1] + (a[-1, whole] * b[whole, 0] + a[-1, whole + 1] * b[whole + 1, 0])
+        for j in range(whole + 2, k):
+            last = last + a[-1, j] * b[j, 0]
+        out, a, m = out[:-1], a[:-1], m - 1
+    else:
+        last = None
+    for j in range(start, k):
+        out = out + a[:, j] * b[j, 0]
+    if last is not None:
+        out = np.append(out, last)
+    return out[:, None]
+
+
+def _redux(a, b):
+    """Each output as Eigen's vectorized ``sum()`` of a row of ``a`` times a column of ``b``.
+
+    Packets of 4 products: two accumulators take the packets alternately, are added, then
+    the 4 lanes as ``(l0 + l2) + (l1 + l3)``, then the leftover terms one at a time.
+    """
+    k = a.shape[1]
+    p = a[:, :, None] * b[None, :, :]  # (m, k, n): every product
+    whole = (k // 4) * 4
+    if whole == 0:
+        out = p[:, 0]
+        for j in range(1, k):
+            out = out + p[:, j]
+        return out
+    acc0 = p[:, 0:4]
+    if whole > 4:
+        acc1 = p[:, 4:8]
+        pairs = (k // 8) * 8
+        for j in range(8, pairs, 8):
+            acc0 = acc0 + p[:, j:j + 4]
+            acc1 = acc1 + p[:, j + 4:j + 8]
+        acc0 = acc0 + acc1
+        if whole > pairs:
+            acc0 = acc0 + p[:, pairs:pairs + 4]
+    out = (acc0[:, 0] + acc0[:, 2]) + (acc0[:, 1] + acc0[:, 3])
+    for j in range(whole, k):
+        out = out + p[:, j]
     return out
 
 

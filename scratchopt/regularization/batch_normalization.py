@@ -125,11 +125,13 @@ class BatchNormalization(Layer):
             else:  # copies: backward must see these values, not later updates
                 mean = self.moving_mean.reshape(shape).copy()
                 var = self.moving_variance.reshape(shape).copy()
-            gamma = self.gamma.reshape(shape) if self.scale else None
+            gamma = self.gamma.reshape(shape).copy() if self.scale else None
             beta = self.beta.reshape(shape) if self.center else None
             y, r, inv = self._normalize(x, mean, var, gamma, beta)
-        self._last = {"x": x, "axes": axes, "mean": mean, "r": r, "inv": inv, "gamma": gamma,
-                      "batch_stats": batch_stats}
+        # Copies of x and gamma: backward uses this call's values, as Keras's tape does, even
+        # if the caller changes the input (or an optimizer gamma) in place before backward.
+        self._last = {"x": x.copy(order="K"), "axes": axes, "mean": mean, "r": r, "inv": inv,
+                      "gamma": gamma, "batch_stats": batch_stats}
         return y
 
     def _normalize(self, x, mean, var, gamma, beta):

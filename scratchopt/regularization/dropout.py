@@ -143,7 +143,9 @@ class Dropout(Layer):
                              f"input's shape {x.shape}")
         if keep is None:  # u ~ U[0, 1) in the input's dtype; keep = u >= T(rate)
             keep = self._rng.random(shape, dtype=x.dtype) >= x.dtype.type(self.rate)
-        keep = xp.asarray(keep)
+            keep = xp.asarray(keep)
+        else:  # a copy: backward uses this call's mask even if the caller's changes in place
+            keep = xp.asarray(keep).copy()
         y, scale = self._apply(x, keep)
         self._last, self.keep = {"x": x, "mode": "drop", "scale": scale}, keep
         return y

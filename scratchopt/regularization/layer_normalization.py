@@ -23,6 +23,12 @@ negative and positive axes (``axis=[-1, 1]``), ``sorted`` puts the last axis fir
 parameters' elements land elsewhere than their shape suggests. When every axis is
 normalized that way (``axis=[-1, 0]``), Keras cannot apply the parameters at all (it fails,
 or broadcasts to another shape); we raise a ValueError.
+
+Inputs of another rank than the first call's are taken, as in Keras: ``axis`` indexes each
+input anew (-1 is always the last axis), and the normalized axes must have the sizes
+``gamma`` and ``beta`` were built for. Keras checks only that their *product* matches (it
+reshapes ``gamma``), so a ``(3, 4)`` layer applies its parameters to a ``(4, 3)`` slice
+scrambled; we raise a ValueError there.
 """
 
 import numpy as np
@@ -146,10 +152,12 @@ class LayerNormalization(Layer):
             self._param_shape(x)  # ValueError before anything is made
             self.build(x.shape, x.dtype, namespace(x))
             return
+        # Any rank, as in Keras: `axis` indexes each input anew (-1 is always the last axis);
+        # the normalized axes must have the sizes gamma and beta were built for.
         normalized = [self._input_shape[i] for i in self._indices]
-        if x.ndim != len(self._input_shape) or [x.shape[i] for i in self._indices] != normalized:
-            raise ValueError(f"LayerNormalization was built for inputs of rank {len(self._input_shape)} "
-                             f"with sizes {normalized} on axes {self.axis}; got shape {x.shape}")
+        if [x.shape[i] for i in self._axes(x.ndim)] != normalized:
+            raise ValueError(f"LayerNormalization was built for sizes {normalized} on axes {self.axis}; "
+                             f"got shape {x.shape}")
         self._param_shape(x)
         param = self.gamma if self.gamma is not None else self.beta
         if param is not None:
@@ -170,9 +178,9 @@ class LayerNormalization(Layer):
         """
         self._check(x)
         t = x.dtype.type
-        axes = self._indices
+        axes = self._axes(x.ndim)
         shape = self._param_shape(x)  # reshaped (not transposed) onto the input, as Keras does
-        gamma = self.gamma.reshape(shape) if self.scale else None
+        gamma = self.gamma.reshape(shape).copy() if self.scale else None
         beta = self.beta.reshape(shape) if self.center else None
         eps = KERAS_BACKEND_EPSILON if self.epsilon is None else self.epsilon
         with tf_arithmetic():
@@ -182,7 +190,10 @@ class LayerNormalization(Layer):
             centred = (-mean) * inv
             shift = centred + beta if self.center else centred
             y = x * inv + shift
-        self._last = {"x": x, "mean": mean, "r": r, "inv": inv, "gamma": gamma, "beta": beta,
+        # Copies of x and gamma: backward uses this call's values, as Keras's tape does, even
+        # if the caller changes the input (or an optimizer gamma) in place before backward.
+        self._last = {"x": x.copy(order="K"), "mean": mean, "r": r, "inv": inv, "gamma": gamma,
+                      "beta_shape": None if beta is None else beta.shape,
                       "shapes": (centred.shape, shift.shape)}
         return y
 
@@ -205,7 +216,7 @@ class LayerNormalization(Layer):
         BatchNormalization.
         """
         last = self._last
-        x, mean, r, inv, gamma, beta = (last[k] for k in ("x", "mean", "r", "inv", "gamma", "beta"))
+        x, mean, r, inv, gamma = (last[k] for k in ("x", "mean", "r", "inv", "gamma"))
         t = x.dtype.type
         m = t(x.size // max(mean.size, 1))  # M, the values per row
 
@@ -215,7 +226,7 @@ class LayerNormalization(Layer):
             down = unbroadcast
             dshift = down(dy, shift_shape)
             dcentred = down(dshift, centred_shape) if self.center else dshift
-            dbeta = down(dshift, beta.shape) if self.center else None
+            dbeta = down(dshift, last["beta_shape"]) if self.center else None
             neg_mean = -mean
             dneg_mean = down(dcentred * inv, mean.shape)
             dinv = down(x * dy, inv.shape) + down(neg_mean * dcentred, inv.shape)

@@ -24,8 +24,12 @@ has Keras's bits; ``np.sum`` would be up to 4 ULP off in about 40% of cases.
 Validation is Keras's ``validate_float_arg``: a factor must be a Python ``int`` or
 ``float``, finite and >= 0, else ``ValueError``. So ``np.float32(0.1)`` is refused (it is
 not a Python float), while ``np.float64(0.1)`` (a float subclass) and ints are accepted;
-``None`` means the default.
+``None`` means the default. A finite factor too large for float32 (``L2(1e40)``) is a
+ValueError, as Keras's float32 tensor of it is (Keras raises at construction for ``L1``,
+at the first call for ``L2`` and ``L1L2``; we raise at construction for all three).
 """
+
+import reprlib
 
 import numpy as np
 
@@ -33,22 +37,35 @@ from .. import checks
 from ..backend import namespace
 from ..numerics import reduce_sum, tf_arithmetic, through_float32
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def _factor(name, value):
     """Keras's ``validate_float_arg`` (``checks.factor``), which lets a bool through as
-    Keras's does (``isinstance(True, int)``): ``L2(True)`` is ``L2(1.0)`` there and here."""
+    Keras's does (``isinstance(True, int)``): ``L2(True)`` is ``L2(1.0)`` there and here.
+    Then Keras's float32 tensor: a factor beyond float32's range (``L2(1e40)``, an
+    ``np.float64`` too) is Keras's ValueError, here at construction."""
     if isinstance(value, bool):
         return float(value)
-    return checks.factor(name, value)
+    factor = checks.factor(name, value)
+    with np.errstate(over="ignore"):
+        if np.isinf(np.float32(factor)):
+            raise ValueError(f"`{name}` must be within float32's range, at most {_FLOAT32_MAX:.8g} "
+                             f"(Keras makes a float32 tensor of it). {checks.received(name, value)}")
+    return factor
 
 
 def _weights(w):
     dtype = getattr(w, "dtype", None)
     # isinstance first: ``None in FLOAT_DTYPES`` is True (np.dtype(None) is float64), so is "float32".
-    if not (isinstance(dtype, np.dtype) and dtype in checks.FLOAT_DTYPES):
-        raise TypeError("`w` must be a float32 or float64 array (TF sums float16 in its own way, which "
-                        f"scratchopt does not emulate). Received: w of dtype {dtype} ({type(w).__name__})")
-    return w
+    if isinstance(dtype, np.dtype) and dtype in checks.FLOAT_DTYPES:
+        return w
+    if not isinstance(dtype, np.dtype):  # a list, a number: no array at all
+        raise TypeError("`w` must be a float32 or float64 NumPy or CuPy array; convert a list or a "
+                        "number first, e.g. with np.asarray(w, np.float32). "
+                        f"Received: w={reprlib.repr(w)} ({type(w).__name__})")
+    raise TypeError("`w` must be a float32 or float64 array (TF sums float16 in its own way, which "
+                    f"scratchopt does not emulate). Received: w of dtype {dtype} ({type(w).__name__})")
 
 
 class Regularizer(checks.Configurable):

@@ -27,7 +27,13 @@ Where we refuse what Keras accepts:
   Write ``1.0``.
 * ``PiecewiseConstantDecay`` with no boundaries, or with values of different float types,
   is refused at construction; Keras fails at the first call.
+
+A step Keras cannot make a tensor of is Keras's ValueError here too, naming ``step`` and the
+range: a Python int beyond int64 (``schedule(2**64)``), a finite Python float beyond
+float32 (``schedule(1e39)``), or a list holding one.
 """
+
+import math
 
 import numpy as np
 
@@ -70,6 +76,59 @@ def _positive(name, value):
     return value
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _step_array(step):
+    """``step`` as Keras's ``convert_to_tensor`` makes it, as a NumPy array, or an error first.
+
+    A Python float becomes a float32 tensor, a Python int an int64 one: beyond those ranges
+    Keras raises ValueError ("Can't convert Python sequence with ... out of range"), and so
+    do we, naming ``step`` and the range (a Python sequence of them, the same). What is not
+    a number is a TypeError.
+    """
+    if isinstance(step, int) and not isinstance(step, bool) and not _INT64[0] <= step <= _INT64[1]:
+        raise ValueError(f"`step` must be within int64's range, [-2**63, 2**63 - 1]: Keras makes an "
+                         f"int64 tensor of it. {checks.received('step', step)}")
+    if type(step) is float and math.isfinite(step) and _beyond_float32(step):
+        raise ValueError(f"`step` must be within float32's range, |step| <= {_FLOAT32_MAX:.8g}: Keras "
+                         f"makes a float32 tensor of it. {checks.received('step', step)}")
+    with np.errstate(over="ignore"):
+        try:
+            steps = np.asarray(step, np.float32 if type(step) is float else None)  # a float32 tensor
+        except (TypeError, ValueError, OverflowError):
+            steps = np.asarray(None, object)
+    if isinstance(step, (list, tuple)):  # Python numbers: the same ranges, element by element
+        if any(isinstance(v, int) and not isinstance(v, bool) and not _INT64[0] <= v <= _INT64[1]
+               for v in _flat(step)):
+            raise ValueError(f"every `step` must be within int64's range, [-2**63, 2**63 - 1]: Keras "
+                             f"makes an int64 tensor of them. {checks.received('step', step)}")
+        if steps.dtype.kind == "f" and np.any(np.isfinite(steps) & _beyond_float32(steps)):
+            raise ValueError(f"every `step` must be within float32's range, |step| <= "
+                             f"{_FLOAT32_MAX:.8g}: Keras makes a float32 tensor of them. "
+                             f"{checks.received('step', step)}")
+    if steps.dtype.kind not in "iuf":
+        raise TypeError("`step` must be an int, a float or an array of them. "
+                        f"{checks.received('step', step)}")
+    return steps
+
+
+def _flat(values):
+    """The items of nested Python lists and tuples, in order."""
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            yield from _flat(v)
+        else:
+            yield v
+
+
+def _beyond_float32(value):
+    """Whether a double rounds to ±inf in float32 (what TF's conversion refuses)."""
+    with np.errstate(over="ignore"):
+        return np.isinf(np.asarray(value, np.float32))
+
+
 class LearningRateSchedule(checks.Configurable):
     """The shared part: calling with a step (or steps), the dtype, and the config.
 
@@ -99,10 +158,7 @@ class LearningRateSchedule(checks.Configurable):
     dtype = np.dtype(np.float32)
 
     def __call__(self, step):
-        steps = np.asarray(step, np.float32 if type(step) is float else None)  # a float32 tensor
-        if steps.dtype.kind not in "iuf":
-            raise TypeError("`step` must be an int, a float or an array of them. "
-                            f"{checks.received('step', step)}")
+        steps = _step_array(step)
         with tf_arithmetic():
             rates = np.asarray(self.rate(steps), self.dtype)
         if rates.ndim == 0:
