@@ -153,3 +153,29 @@ def _same(value, default):
         return bool(value == default)
     except (TypeError, ValueError):  # arrays and the like: shown
         return False
+
+
+def float32_range(name, value):
+    """``value``, if Keras can cast it to float32 (``ops.cast(value, dtype)`` first makes a
+    tensor of a Python number: a float becomes float32, an int int32/int64).
+
+    A finite Python float that rounds to inf in float32, or an int beyond int64, makes
+    TensorFlow raise at the first step; here it is a ``ValueError`` naming the argument.
+    inf itself, and NumPy floats (cast without a check), pass, as in Keras.
+
+    >>> float32_range("beta_1", 1e38)
+    1e+38
+    >>> float32_range("beta_1", 1e39)
+    Traceback (most recent call last):
+    ...
+    ValueError: `beta_1` must be within float32's range (Keras casts it to float32 and fails beyond 3.4028235e+38). Received: beta_1=1e+39 (float)
+    """
+    if type(value) is float and math.isfinite(value):
+        with np.errstate(over="ignore"):
+            too_big = math.isinf(np.float32(value))
+    else:
+        too_big = type(value) is int and not -2**63 <= value < 2**63
+    if too_big:
+        raise ValueError(f"`{name}` must be within float32's range (Keras casts it to float32 and fails "
+                         f"beyond {float(np.finfo(np.float32).max):.8g}). {received(name, value)}")
+    return value

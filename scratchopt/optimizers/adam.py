@@ -2,8 +2,8 @@
 
 from .. import checks
 from ..backend import maximum, sqrt
-from ..numerics import as_dtype, power, through_float32
-from .base import Optimizer
+from ..numerics import as_dtype, power
+from .base import Optimizer, cast
 
 
 def update(g, var, m, v, v_max, *, alpha, one_minus_beta_1, one_minus_beta_2, epsilon):
@@ -51,8 +51,9 @@ class Adam(Optimizer):
 
     The rule is ``update`` above; ``scalars`` below computes its step size ``alpha`` with
     ``t = iterations + 1`` and the betas' powers through the C library's ``pow``, as TF's
-    scalar kernel does. As in Keras nothing is validated: negative betas and
-    ``beta_1 = 1.0`` are accepted.
+    scalar kernel does. As in Keras the values are not validated: negative betas and
+    ``beta_1 = 1.0`` are accepted; a beta beyond float32's range (``1e39``), which TF
+    cannot cast, is a ValueError here at construction (in Keras, at the first step).
 
     Examples
     --------
@@ -80,8 +81,10 @@ class Adam(Optimizer):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, use_ema,
                          ema_momentum, ema_overwrite_frequency, loss_scale_factor,
                          gradient_accumulation_steps, name, **kwargs)
-        self.beta_1 = checks.number("beta_1", beta_1)
-        self.beta_2 = checks.number("beta_2", beta_2)
+        # Keras casts the betas to the variable's dtype (``ops.cast``: a Python float through
+        # float32, ``base.cast``), and TF refuses a float beyond float32's range.
+        self.beta_1 = checks.float32_range("beta_1", checks.number("beta_1", beta_1))
+        self.beta_2 = checks.float32_range("beta_2", checks.number("beta_2", beta_2))
         self.epsilon = checks.number("epsilon", epsilon)
         self.amsgrad = amsgrad
 
@@ -90,8 +93,8 @@ class Adam(Optimizer):
 
     def scalars(self, lr, step, dtype):
         t = dtype.type(step + 1)
-        beta_1_power = power(through_float32(self.beta_1, dtype), t)
-        beta_2_power = power(through_float32(self.beta_2, dtype), t)
+        beta_1_power = power(cast(self.beta_1, dtype), t)
+        beta_2_power = power(cast(self.beta_2, dtype), t)
         return {
             "alpha": lr * sqrt(1 - beta_2_power) / (1 - beta_1_power),
             "one_minus_beta_1": as_dtype(1 - self.beta_1, dtype),  # 1 - beta in double, then rounded

@@ -16,7 +16,8 @@ class AdamW(Adam):
     What the difference does: Keras multiplies the decay by the learning rate, as
     PyTorch does (``p *= 1 - lr * wd``), so with ``lr = 1e-3`` a ``weight_decay`` of
     0.004 shrinks weights by 4e-6 per step, not 0.004, and lowering the rate also
-    lowers the decay. ``weight_decay`` reaches float64 weights through float32.
+    lowers the decay. A Python float ``weight_decay`` reaches float64 weights through float32
+    (Keras's ``ops.cast``; a NumPy float keeps its own precision).
     ``Adam(weight_decay=x)`` is the same optimizer; only the default (0.004) and the
     refusal of ``weight_decay=None`` are AdamW's own. Against PyTorch's AdamW
     (``python docs/textbook_gap.py``) the gap, 4.5e-4 in 200 steps, is Adam's epsilon-hat;

@@ -6,7 +6,10 @@ Everything else is here, in the order Keras's ``BaseOptimizer.apply`` runs it
 (KERAS_SEMANTICS §1)::
 
     apply(grads, params):
-        check every (grad, param) pair         -> nothing changes if one is bad
+        check everything first                 -> nothing changes if one is bad:
+            each (grad, param) pair, writeable params, no memory shared between a
+            gradient and a param, the learning rate (a schedule runs here, once,
+            outside flush-to-zero: it is user code)
         drop None gradients
         g = g / loss_scale_factor
         if accumulating and this is not the s-th call:  acc = acc + g   (and skip to EMA)
@@ -33,8 +36,10 @@ parameter or one per packed buffer (``pack``), and says whether it may fuse
 ``opt.backend = "numpy"`` (or ``SCRATCHOPT_BACKEND=numpy``).
 """
 
+import dataclasses
 import inspect
-import numbers
+import itertools
+import operator
 import re
 import warnings
 
@@ -42,9 +47,11 @@ import numpy as np
 
 from .. import checks
 from ..backend import namespace
-from ..numerics import as_dtype, tf_arithmetic, through_float32
+from ..numerics import as_dtype, keras_cast, tf_arithmetic, through_float32
 from . import clipping, engine, validation
 from .engine import packing
+
+_DTYPE = operator.attrgetter("dtype")
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {
@@ -58,6 +65,12 @@ COMMON_ARGUMENTS = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
+
+
+def cast(x, dtype):
+    """A hyper-parameter as Keras's ``ops.cast(x, dtype)`` gives it (``numerics.keras_cast``):
+    a Python float through float32, a NumPy float in its own precision; as a NumPy scalar."""
+    return through_float32(x, dtype) if type(x) is float else keras_cast(x, dtype)[()]
 
 
 def decay(g, var, *, weight_decay, lr):
@@ -138,10 +151,12 @@ class Optimizer(checks.Configurable):
         for key in COMMON_ARGUMENTS:  # a number where Keras expects one (None: unset, but not for ema_momentum)
             if key != "use_ema" and (getattr(self, key) is not None or key == "ema_momentum"):
                 checks.number(key, getattr(self, key))
+        if weight_decay is not None:  # Keras casts it (``keras_cast``): a Python float through float32
+            checks.float32_range("weight_decay", weight_decay)
         self.built = False
         self._iterations = 0
-        self._exclude_ids = set()
-        self._exclude_pattern = None
+        self._exclude_vars = []  # exclude_from_weight_decay(var_list=...): the arrays
+        self._exclude_pattern = None  # ... and var_names=..., as one compiled regex
         self._packs = []
         self._packed_grads = None  # what packed_gradients() handed out
 
@@ -175,14 +190,21 @@ class Optimizer(checks.Configurable):
         A float rate lives in a float32 variable. A schedule's value keeps the schedule's
         dtype (float64 for one built on an ``np.float64`` rate, as in Keras); a plain
         callable's Python float becomes a float32 tensor, its ``np.float64`` stays float64.
+        A callable is user code: ``apply`` calls this once per step, before anything changes
+        and outside flush-to-zero, and a value that is not a real number is refused here.
         """
         if self._schedule is None:
             return self._lr
-        lr = self._schedule(self._iterations) if self._schedule_takes_step else self._schedule()
+        if self._schedule_takes_step:
+            lr, where = self._schedule(self._iterations), f"the schedule at step {self._iterations}"
+        else:
+            lr, where = self._schedule(), "the learning-rate callable"
         dtype = getattr(self._schedule, "dtype", None)
+        lr = validation.check_rate(lr, where, python_float_to_float32=dtype is None)
         if dtype is None:
             dtype = np.float64 if isinstance(lr, np.float64) else np.float32
-        return np.dtype(dtype).type(lr)
+        with np.errstate(over="ignore"):  # a NumPy float beyond float32: inf, as Keras's cast
+            return np.dtype(dtype).type(lr)
 
     @property
     def learning_rate(self):
@@ -207,49 +229,93 @@ class Optimizer(checks.Configurable):
         return self.slot_names
 
     def build(self, params, names=None):
-        """Register ``params`` (and optional ``names``) and create zeroed state for each."""
-        params = list(params)
-        names = [None] * len(params) if names is None else list(names)
-        if len(names) != len(params):
-            raise ValueError(f"got {len(names)} names for {len(params)} params")
+        """Register ``params`` (and optional ``names``) and create zeroed state for each.
+
+        Everything is checked first (each param, one name per param, no array twice, no two
+        that share memory); a failed build leaves the optimizer unbuilt. On a built
+        optimizer it checks the arguments and changes nothing.
+        """
+        params, names = self._checked_params(params, names)
+        if not self.built:
+            self.__dict__.update(self._new_state(params, names))
+
+    def _checked_params(self, params, names):
+        params = validation.as_list(params, "params")
+        names = validation.check_names(names, params)
         for i, p in enumerate(params):
             validation.check_param(p, f"params[{i}]")
         validation.check_distinct(params)
-        if self.built:
-            return
-        self._params = params
-        self._names = names
-        self._index = {id(p): i for i, p in enumerate(params)}
+        if not self.built:
+            validation.check_params_disjoint(params)
+        return params, names
+
+    def _new_state(self, params, names):
+        """The attributes ``build`` sets, made before any is set (so a failure sets none)."""
+        excluded = set(map(id, self._exclude_vars))
         used = self.slots_in_use()
-        self._slots = [{k: namespace(p).zeros_like(p) for k in self.slot_names if k in used} for p in params]
-        self._averages = [namespace(p).zeros_like(p) for p in params] if self.use_ema else None
-        self._accumulators = [namespace(p).zeros_like(p) for p in params] if self.gradient_accumulation_steps else None
-        self._decays = [self._uses_weight_decay(p, n) for p, n in zip(params, names)]
-        self.built = True
+        return {
+            "_params": params,
+            "_names": names,
+            "_index": {id(p): i for i, p in enumerate(params)},
+            "_owners": validation.memory_owners(params),
+            "_slots": [{k: namespace(p).zeros_like(p) for k in self.slot_names if k in used} for p in params],
+            "_averages": [namespace(p).zeros_like(p) for p in params] if self.use_ema else None,
+            "_accumulators": ([namespace(p).zeros_like(p) for p in params]
+                              if self.gradient_accumulation_steps else None),
+            "_decays": [id(p) not in excluded and not (self._exclude_pattern and n is not None
+                                                        and self._exclude_pattern.search(n))
+                        for p, n in zip(params, names)],
+            "built": True,
+        }
+
+    @property
+    def params(self):
+        """The arrays this optimizer steps, in build order (a new list; empty before build).
+
+        After ``pack`` they are the packed views. A copy (``copy.deepcopy``, ``pickle``)
+        holds copies of its own and steps those: pass ``copy.params`` (or no params) to
+        its ``apply``; the original's arrays are refused there.
+        """
+        return list(self._params) if self.built else []
 
     def pack(self, params, names=None):
         """Move ``params`` into one flat buffer per dtype; return the arrays to use from now on.
 
         ``params = opt.pack(params)`` builds the optimizer if needed, copies the params of
         each dtype (and device) into one buffer, slots alike, and returns views into it:
-        from now on those views *are* the params (``apply`` refuses the arrays passed in).
-        A step then runs the rule once per buffer, with the same bits; what is per tensor
-        (clipping, excluded weight decay, a missing gradient) stays per tensor. See
-        ``engine/packing.py``.
+        from now on those views *are* the params. A step then runs the rule once per buffer,
+        with the same bits; what is per tensor (clipping, excluded weight decay, a missing
+        gradient) stays per tensor. See ``engine/packing.py``.
+
+        What follows from the views sharing one buffer:
+
+        * the arrays passed in are not stepped any more: ``apply`` refuses them (a
+          ValueError, "Unknown parameter"), and so it refuses any array that replaces a
+          view in the caller's list; copy new values *into* a view instead (``v[...] = x``);
+        * a view made read-only (``v.flags.writeable = False``) is refused by a step that
+          is given the params (``apply(grads, params)``); with the arrays of
+          ``packed_gradients()`` the step checks the buffers' flags only, not each view's
+          (that would cost a Python call per tensor on the fast path), so to freeze the
+          packed params make the buffer read-only: ``v.base.flags.writeable = False``.
         """
-        params = list(params)
+        params = validation.as_list(params, "params")
         for i, p in enumerate(params):
             validation.check_param(p, f"params[{i}]")
         if self._packs:
             raise ValueError("this optimizer's params are already packed")
-        if self.built and (len(params) != len(self._params)
-                           or any(p is not q for p, q in zip(params, self._params))):
+        if self.built and not validation.same_arrays(params, self._params):
             raise ValueError("pack(params) on a built optimizer needs the params it was built "
                              "with, in the same order")
-        self.build(params, names)
-        self._packs, self._params, self._slots = packing.pack(params, self._slots, self._decays)
-        self._index = {id(p): i for i, p in enumerate(self._params)}
-        return list(self._params)
+        if self.built:
+            state = {"_slots": self._slots, "_decays": self._decays}
+            self._checked_params(params, names)
+        else:
+            state = self._new_state(*self._checked_params(params, names))
+        packs, views, slots = packing.pack(params, state["_slots"], state["_decays"])
+        state.update(_packs=packs, _params=views, _slots=slots, _index={id(p): i for i, p in enumerate(views)},
+                     _owners=validation.memory_owners(views))
+        self.__dict__.update(state)
+        return list(views)
 
     def packed_gradients(self):
         """Zeroed gradient arrays laid out like the packed params (after ``pack``), the same
@@ -263,17 +329,28 @@ class Optimizer(checks.Configurable):
         return list(self._packed_grads)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
-        """Exclude params (by identity) or names (regex search, as Keras) from weight decay."""
+        """Exclude params (by identity) or names (regex search, as Keras) from weight decay.
+
+        The regex is compiled here: a bad one is a ValueError at this call. The arrays of
+        ``var_list`` are held, and a copy of the optimizer (``copy.deepcopy``) holds copies.
+        """
         if self.built:
             raise ValueError("`exclude_from_weight_decay()` can only be configured before "
                              "the optimizer is built.")
-        self._exclude_ids = {id(v) for v in var_list or ()}
-        self._exclude_pattern = "|".join(set(var_names)) if var_names else None
-
-    def _uses_weight_decay(self, param, name):
-        if id(param) in self._exclude_ids:
-            return False
-        return not (self._exclude_pattern and name is not None and re.search(self._exclude_pattern, name))
+        arrays = [] if var_list is None else validation.as_list(var_list, "var_list")
+        pattern = None
+        if var_names:
+            names = set(var_names)  # Keras's "|".join(set(var_names)): a str gives its letters
+            for name in names:
+                if not isinstance(name, str):
+                    raise TypeError(f"`var_names` must be a list of str (regexes), got {name!r} "
+                                    f"({type(name).__name__}) in it. Received: var_names={var_names!r}")
+            try:
+                pattern = re.compile("|".join(names))
+            except re.error as error:
+                raise ValueError(f"`var_names` must be regexes, and they do not compile ({error}). "
+                                 f"Received: var_names={var_names!r}") from None
+        self._exclude_vars, self._exclude_pattern = arrays, pattern
 
     def state_dict(self):
         """Copies of everything a resumed run needs: step count, learning rate, all state."""
@@ -292,72 +369,128 @@ class Optimizer(checks.Configurable):
         }
 
     def load_state_dict(self, state):
-        """Restore ``state_dict()`` output into a built optimizer; all checked before any copy."""
-        if not self.built:
-            raise ValueError("call build(params) before load_state_dict(state)")
-        pairs = []
-        for key in ("slots", "ema", "accumulators"):
-            ours = {"slots": self._slots, "ema": self._averages, "accumulators": self._accumulators}[key]
-            theirs = state.get(key)
-            if (ours is None) != (theirs is None) or (ours is not None and len(ours) != len(theirs)):
-                raise ValueError(f"state[{key!r}] does not match this optimizer's configuration")
-            if key == "slots":
-                for i, (a, b) in enumerate(zip(ours, theirs)):
-                    if set(a) != set(b):
-                        raise ValueError(f"state['slots'][{i}] has {sorted(b)}, expected {sorted(a)}")
-                    pairs += [(a[k], b[k], f"state['slots'][{i}][{k!r}]") for k in a]
-            elif ours is not None:
-                pairs += [(a, b, f"state[{key!r}][{i}]") for i, (a, b) in enumerate(zip(ours, theirs))]
-        for dst, src, where in pairs:
-            if namespace(dst) is not namespace(src) or dst.shape != src.shape or dst.dtype != src.dtype:
-                raise ValueError(f"{where} is {type(src).__name__} {src.dtype}{tuple(src.shape)}, "
-                                 f"expected {type(dst).__name__} {dst.dtype}{tuple(dst.shape)}")
-        iterations = state["iterations"]
-        if not isinstance(iterations, numbers.Integral) or iterations < 0:
-            raise ValueError(f"state['iterations'] must be an int >= 0, got {iterations!r}")
-        for dst, src, _ in pairs:
+        """Restore ``state_dict()`` output into a built optimizer.
+
+        Every field is checked (its kind, and each array's kind, shape and dtype) before
+        anything is copied: a bad state raises a TypeError or ValueError naming the field,
+        with the optimizer as it was.
+        """
+        copies, iterations, lr = validation.check_state(self, state)
+        for dst, src in copies:
             dst[...] = src
-        self._iterations = int(iterations)
-        if state.get("learning_rate") is not None and self._schedule is None:
-            self._lr = np.float32(state["learning_rate"])
+        self._iterations = iterations
+        if lr is not None and self._schedule is None:
+            with np.errstate(over="ignore"):  # beyond float32: inf, as the setter stores it
+                self._lr = np.float32(lr)
+
+    # --- copies: copy.deepcopy and pickle ---------------------------------------------------
+
+    def __getstate__(self):
+        """What a copy holds: everything, but the views into packed buffers as the buffers
+        (``__setstate__`` makes the views again) and no id-keyed tables (ids are per object)."""
+        state = dict(self.__dict__)
+        state.pop("_index", None)
+        state.pop("_owners", None)
+        if self._packs:
+            state["_params"] = [p.shape for p in self._params]
+            state["_slots"] = [list(s) for s in self._slots]
+            state["_packs"] = [dataclasses.replace(pack, grad_views=None, scratch=None) for pack in self._packs]
+            state["_packed_grads"] = self._packed_grads is not None
+        return state
+
+    def __setstate__(self, state):
+        """A copy steps its own arrays: its params, slots and packed views are its own, and
+        its id-keyed tables are made for them (the original's arrays are unknown to it)."""
+        self.__dict__.update(state)
+        if not self.built:
+            return
+        if self._packs:
+            self._params, self._slots = packing.views(self._packs, self._params, self._slots)
+            self._packed_grads = packing.gradient_views(self._packs, self._params) if self._packed_grads else None
+        for key in ("_averages", "_accumulators"):
+            if getattr(self, key) is not None:
+                setattr(self, key, [_writeable(a) for a in getattr(self, key)])
+        self._slots = [{k: _writeable(a) for k, a in s.items()} for s in self._slots]
+        self._index = {id(p): i for i, p in enumerate(self._params)}
+        self._owners = validation.memory_owners(self._params)
 
     # --- one step ---------------------------------------------------------------------------
 
     def apply_gradients(self, grads_and_params):
-        """``apply`` from ``(grad, param)`` pairs, as Keras's ``apply_gradients``."""
-        grads, params = zip(*grads_and_params)
-        self.apply(grads, params)
+        """``apply`` from ``(grad, param)`` pairs, as Keras's ``apply_gradients``; an empty
+        list is a no-op, as ``apply([], [])``."""
+        pairs = validation.as_list(grads_and_params, "grads_and_params")
+        if not pairs:
+            return
+        try:
+            sizes = set(map(len, pairs))
+        except TypeError:
+            sizes = None
+        if sizes != {2}:
+            for i, pair in enumerate(pairs):
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise TypeError(f"grads_and_params[{i}] must be a (grad, param) pair, got "
+                                    f"{type(pair).__name__} {validation.short_repr(pair)}")
+        grads, params = zip(*pairs)
+        self.apply(list(grads), list(params))
 
     def apply(self, grads, params=None):
         """One optimizer step: ``params`` (a list of arrays) are updated in place.
 
-        A bad pair (shape, dtype or array kind) raises before anything changes.
+        Everything is checked before anything changes: each (grad, param) pair (array kind,
+        dtype, shape), that each param is writeable and known, that no gradient shares
+        memory with a param, the learning rate a schedule gives. A failed call leaves the
+        params, the optimizer's state and step count exactly as they were, and an unbuilt
+        optimizer unbuilt.
         """
-        grads = list(grads)
+        grads = validation.as_list(grads, "grads")
         if not grads:
             return  # Keras: an empty list is a no-op (the step count does not move)
         params, as_built = self._params_for(grads, params)
         ours = as_built and self._packed_grads is not None and validation.same_arrays(grads, self._packed_grads)
+        missing = 0
         if ours:  # the optimizer's own gradient buffers: every param has one, in order
             indices = range(len(grads))
-            validation.check_step(self, {pack.param.dtype for pack in self._packs})
+            validation.check_step(self, [pack.param.dtype for pack in self._packs])
         else:
-            pairs = [(i, g, p) for i, (g, p) in enumerate(zip(grads, params)) if g is not None]
-            if not pairs:
-                raise ValueError("No gradients provided for any variable.")
-            if len(pairs) < len(grads):
-                warnings.warn(f"Gradients do not exist for {len(grads) - len(pairs)} of the params.",
-                              stacklevel=2)
-            validation.check_pairs(self, pairs)
-            validation.check_step(self, {g.dtype for _, g, _ in pairs})
-            grads = [g for _, g, _ in pairs]
+            stepped, positions = params, range(len(params))
+            if any(map(operator.is_, grads, itertools.repeat(None))):  # params without a gradient
+                pairs = [(g, p, i) for i, (g, p) in enumerate(zip(grads, params)) if g is not None]
+                if not pairs:
+                    raise ValueError("No gradients provided for any variable.")
+                missing = len(grads) - len(pairs)
+                grads, stepped, positions = (list(column) for column in zip(*pairs))
+            validation.check_pairs(self, grads, stepped, positions)
+            validation.check_writeable(stepped, positions)
+            validation.check_step(self, map(_DTYPE, grads))
+            validation.check_memory(grads, stepped, positions,
+                                    self._owners if self.built else validation.memory_owners(params))
+        if self._packs:
+            validation.check_packs(self._packs)
         fused = engine.wants_fused(self.backend, params)
-        if not self.built:
-            self.build(params)
-        if not ours:
-            indices = [self._index[id(p)] for _, _, p in pairs]
-        with tf_arithmetic():  # flush-to-zero as TF's CPU kernels; inf/NaN without warnings
-            self._step(grads, indices, fused, ours)
+        # The rate, once per call (also one that only accumulates, so that a bad value is
+        # refused at once), before anything changes and outside flush-to-zero: a callable is
+        # user code.
+        lr = self._current_learning_rate()
+        f = self.ema_overwrite_frequency
+        if self.use_ema and f and (self.iterations + 1) % f == 0:  # every param is written
+            everything = self._params if self.built else params
+            validation.check_writeable(everything, range(len(everything)))
+        if missing:
+            warnings.warn(f"Gradients do not exist for {missing} of the params.", stacklevel=2)
+        before = None if self.built else dict(self.__dict__)
+        try:
+            if before is not None:
+                self.build(params)
+            if not ours:  # the built params' positions (for the built list itself: the same)
+                indices = positions if as_built else [self._index[id(p)] for p in stepped]
+            with tf_arithmetic():  # flush-to-zero as TF's CPU kernels; inf/NaN without warnings
+                self._step(grads, indices, fused, ours, lr)
+        except BaseException:
+            if before is not None:  # an unbuilt optimizer stays unbuilt
+                self.__dict__.clear()
+                self.__dict__.update(before)
+            raise
         self._iterations += 1
 
     def _params_for(self, grads, params):
@@ -367,19 +500,21 @@ class Optimizer(checks.Configurable):
                 raise ValueError("pass `params` on the first call, or call `build(params)` first")
             params, as_built = self._params, True
         else:
-            params = list(params)
+            params = validation.as_list(params, "params")
             as_built = self.built and validation.same_arrays(params, self._params)
             if self.built and not as_built:
                 for i, p in enumerate(params):
                     if id(p) not in self._index:
-                        raise ValueError(f"Unknown parameter at params[{i}]: this optimizer can only "
-                                         "be called for the params it was built with.")
+                        raise ValueError(
+                            f"Unknown parameter at params[{i}]: this optimizer was built for other arrays, "
+                            "and steps only those (`opt.params`). After pack() they are the views it "
+                            "returned; a copy (copy.deepcopy, pickle) holds copies of its own.")
                 validation.check_distinct(params)
         if len(grads) != len(params):
             raise ValueError(f"got {len(grads)} gradients for {len(params)} params")
         return params, as_built
 
-    def _step(self, grads, indices, fused, ours):
+    def _step(self, grads, indices, fused, ours, lr):
         """Loss scale, accumulate, then update; ``grads[k]`` is for ``self._params[indices[k]]``.
 
         ``ours``: the gradients are the arrays of ``packed_gradients()`` (any new gradient
@@ -390,10 +525,11 @@ class Optimizer(checks.Configurable):
             ours = False
         s = self.gradient_accumulation_steps
         if not s:
-            self._update(grads, indices, fused, ours)
+            self._update(grads, indices, fused, ours, lr)
         elif (self._iterations + 1) % s == 0:
             accumulated = [self._accumulators[i] for i in indices]
-            self._update([(g + a) / as_dtype(s, g.dtype) for g, a in zip(grads, accumulated)], indices, fused, False)
+            self._update([(g + a) / as_dtype(s, g.dtype) for g, a in zip(grads, accumulated)], indices, fused,
+                         False, lr)
             for a in self._accumulators:  # Keras zeroes them all, even those without a gradient now
                 a[...] = 0
         else:
@@ -402,15 +538,14 @@ class Optimizer(checks.Configurable):
         if self.use_ema:
             self._update_moving_averages()
 
-    def _update(self, grads, indices, fused, ours):
+    def _update(self, grads, indices, fused, ours, lr):
         """Clip, decay the weights, then run the rule over each (gradient, variable, slots)."""
         clipped = self._clip(grads)
         ours = ours and clipped is grads
-        lr = self._current_learning_rate()
         triples, decaying = self._triples(clipped, indices, ours)
         if self.weight_decay is not None:
             for w in decaying:
-                scalars = {"weight_decay": through_float32(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
+                scalars = {"weight_decay": cast(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
                 engine.run(decay, None, w, [], scalars, fused)
         scalars = {}
         for g, var, slots in triples:
@@ -452,12 +587,13 @@ class Optimizer(checks.Configurable):
 
     def _clip(self, grads):
         # Keras: a clip value that is 0 or negative silently disables clipping.
+        # The gradients are checked already: the clipping functions' own checks are skipped.
         if self.clipnorm and self.clipnorm > 0:
-            return clipping.clip_by_norm(grads, self.clipnorm)
+            return clipping.by_norm(grads, self.clipnorm)
         if self.global_clipnorm and self.global_clipnorm > 0:
-            return clipping.clip_by_global_norm(grads, self.global_clipnorm)
+            return clipping.by_global_norm(grads, self.global_clipnorm)
         if self.clipvalue and self.clipvalue > 0:
-            return clipping.clip_by_value(grads, self.clipvalue)
+            return clipping.by_value(grads, self.clipvalue)
         return grads
 
     def _update_moving_averages(self):
@@ -477,6 +613,7 @@ class Optimizer(checks.Configurable):
         optimizer was built with (as in Keras, where they must be the same list).
         """
         if self.use_ema and self.built:
+            validation.check_writeable(self._params, range(len(self._params)))
             for w, avg in zip(self._params, self._averages):
                 w[...] = avg
 
@@ -488,3 +625,8 @@ class Optimizer(checks.Configurable):
         config = {n: getattr(self, n) for n in names}
         config["learning_rate"] = self._schedule if self._schedule is not None else float(self._lr)
         return config
+
+
+def _writeable(a):
+    """``a``, or a writeable copy of it (an unpickled array may come back read-only)."""
+    return a if getattr(a.flags, "writeable", True) else a.copy()

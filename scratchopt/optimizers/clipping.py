@@ -21,19 +21,44 @@ Three ways to keep one bad batch from throwing the weights far away:
       g_i   = g_i * scale
 
 The sums follow TensorFlow's order (``numerics.reduce_sum``), so the results are the same
-bits as Keras's. The optimizers call these same functions.
+bits as Keras's. The optimizers call these same functions (``by_value``, ``by_norm``,
+``by_global_norm``: the same without the checks of ``grads``, which a step has made).
+
+Each takes a *list* of gradients (None for a missing one) and returns a new list: a bare
+array is a TypeError (``clip_by_norm([g], c)`` clips one tensor), as is anything in the
+list that is not a float array or None.
 """
 
 import numpy as np
 
 from .. import checks
-from ..backend import maximum, minimum, namespace, sqrt
+from ..backend import _kind, maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, reduce_sum, tf_arithmetic
+from .validation import native, short_repr
+
+_FLOATS = (np.dtype(np.float16),) + checks.FLOAT_DTYPES
+
+
+def _gradients(grads):
+    """``grads`` as a list, each a float array (NumPy or CuPy) or None; TypeError otherwise."""
+    if _kind(grads) is not None or isinstance(grads, (str, bytes)) or not hasattr(grads, "__iter__"):
+        raise TypeError("`grads` must be a list of arrays (None for a missing gradient), each clipped "
+                        f"on its own: pass [g] for one tensor. Received: grads={short_repr(grads)} "
+                        f"({type(grads).__name__})")
+    grads = list(grads)
+    for i, g in enumerate(grads):
+        if g is None:
+            continue
+        if _kind(g) is None:
+            raise TypeError(f"grads[{i}] must be a float array (NumPy or CuPy) or None, got {type(g).__name__}")
+        if native(g.dtype) not in _FLOATS:
+            raise TypeError(f"grads[{i}] has dtype {g.dtype}; gradients must be float16/32/64")
+    return grads
 
 
 def _no_half(grads, name):
     for i, g in enumerate(grads):
-        if g is not None and g.dtype == np.float16:
+        if g is not None and native(g.dtype) == np.float16:
             raise TypeError(
                 f"grads[{i}] is float16: {name} sums squares, and TF sums half precision in an "
                 "order scratchopt does not reproduce bit for bit; cast the gradient to float32")
@@ -51,6 +76,11 @@ def clip_by_value(grads, clipvalue):
     [array([-1. ,  0.5,  1. ]), None]
     """
     checks.positive("clipvalue", clipvalue)
+    return by_value(_gradients(grads), clipvalue)
+
+
+def by_value(grads, clipvalue):
+    """``clip_by_value`` of checked gradients (the optimizers' step)."""
 
     def clip(g):
         v = as_dtype(clipvalue, g.dtype)
@@ -74,6 +104,11 @@ def clip_by_norm(grads, clipnorm):
     [array([0.6, 0.8]), array([0.3, 0.4])]
     """
     checks.positive("clipnorm", clipnorm)
+    return by_norm(_gradients(grads), clipnorm)
+
+
+def by_norm(grads, clipnorm):
+    """``clip_by_norm`` of checked gradients (the optimizers' step)."""
     _no_half(grads, "clipnorm")
 
     def clip(g):
@@ -94,17 +129,28 @@ def global_norm(grads):
     >>> from scratchopt.clipping import global_norm
     >>> float(global_norm([np.array([6.0]), np.array([8.0])]))  # sqrt(36 + 64)
     10.0
+    >>> global_norm([None, None])  # no gradient at all: 0, in float32 (Keras's empty stack)
+    np.float32(0.0)
     """
-    grads = [g for g in grads if g is not None]
+    return _global_norm(_gradients(grads))
+
+
+def _global_norm(grads):
     _no_half(grads, "global_clipnorm")
-    dtypes = {g.dtype for g in grads}
+    grads = [g for g in grads if g is not None]
+    if not grads:
+        return np.float32(0.0)
+    dtypes = {native(g.dtype) for g in grads}
     if len(dtypes) > 1:
         # Keras multiplies each gradient by a scale of the promoted dtype, which TF refuses.
         raise TypeError(
             f"global_clipnorm needs gradients of one dtype, got {sorted(map(str, dtypes))} "
             "(Keras fails here too)"
         )
-    xp = namespace(*grads)
+    try:
+        xp = namespace(*grads)
+    except TypeError as error:
+        raise TypeError(f"grads: {error}") from None
     squared_norms = xp.stack([xp.asarray(reduce_sum(g * g)) for g in grads])
     return sqrt(reduce_sum(squared_norms))
 
@@ -122,10 +168,18 @@ def clip_by_global_norm(grads, global_clipnorm):
     >>> from scratchopt.clipping import clip_by_global_norm
     >>> clip_by_global_norm([np.array([6.0]), np.array([8.0])], 5.0)
     [array([3.]), array([4.])]
+    >>> clip_by_global_norm([None, None], 5.0)  # nothing to clip, as Keras
+    [None, None]
     """
     checks.positive("global_clipnorm", global_clipnorm)
-    grads = list(grads)
-    norm = global_norm(grads)
+    return by_global_norm(_gradients(grads), global_clipnorm)
+
+
+def by_global_norm(grads, global_clipnorm):
+    """``clip_by_global_norm`` of checked gradients (the optimizers' step)."""
+    if all(g is None for g in grads):
+        return list(grads)
+    norm = _global_norm(grads)
     dtype = norm.dtype
     scale = as_dtype(global_clipnorm, dtype) * minimum(
         as_dtype(1.0, dtype) / norm, as_dtype(1.0 / global_clipnorm, dtype)

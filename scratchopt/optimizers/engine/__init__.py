@@ -79,8 +79,9 @@ def run(rule, g, var, slots, scalars, fused=True):
 
     ``slots`` are in the order of the rule's parameters (None for an unused one). With
     ``fused``, a fused kernel runs the rule where the arrays suit it (a custom rule that
-    cannot compile falls back, with one warning); otherwise, and for other arrays, the
-    rule runs as array code.
+    cannot compile for these inputs falls back, with one warning per kernel, and other
+    inputs still try: ``fusion.Fallbacks``); otherwise, and for other arrays (a byte order
+    not the machine's, say), the rule runs as array code.
     """
     arrays = [g, var, *slots]
     if fused:

@@ -109,14 +109,15 @@ def run(rule, arrays, scalars):
 
     ``arrays`` is ``[g, var, *slots]`` (None for an unused slot) and must be ``eligible``.
     Returns True; or False, having changed nothing, when numba cannot compile the rule
-    (a custom optimizer's rule may use what numba does not support): the caller then runs
-    the NumPy path, and a ``RuntimeWarning`` says why, once per rule.
+    for these inputs (a custom optimizer's rule may use what numba does not support): the
+    caller then runs the NumPy path, and a ``RuntimeWarning`` says why, once per kernel
+    (``fusion.Fallbacks``: other inputs of the same rule still try the fused path).
     """
-    if rule in _fallbacks:
-        return False
     literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     parallel = arrays[1].nbytes >= PARALLEL_MIN_BYTES and _threads() > 1
     missing = tuple(a is None for a in arrays)
+    if _fallbacks.failed(rule) and _failure_key(rule, missing, scalars, literals, parallel, arrays, values) in _fallbacks:
+        return False
     import numba
 
     try:
@@ -125,9 +126,16 @@ def run(rule, arrays, scalars):
         # raise (no bounds checks, IEEE division): an error here means nothing was written.
         kernel(*[a.reshape(-1) for a in arrays if a is not None], *values)
     except (numba.core.errors.NumbaError, TypeError, AttributeError) as error:
-        _fallbacks.add(rule, error)
+        _fallbacks.add(_failure_key(rule, missing, scalars, literals, parallel, arrays, values), error)
         return False
     return True
+
+
+def _failure_key(rule, missing, scalars, literals, parallel, arrays, values):
+    """The kernel cache's key, plus what numba compiles a new signature for: the dtype, the
+    gradient's kind (array or scalar) and the scalar values' types."""
+    return (rule, missing, tuple(scalars), tuple(literals), parallel, arrays[1].dtype, type(arrays[0]),
+            tuple(map(type, values)))
 
 
 def _threads():

@@ -113,12 +113,13 @@ def run(rule, arrays, scalars):
 
     ``arrays`` must be ``eligible``. Returns True; or False, having changed nothing, when
     the rule cannot be traced or compiled (a custom rule may branch on array values): the
-    caller then runs the CuPy array path, and a ``RuntimeWarning`` says why, once per rule.
+    caller then runs the CuPy array path, and a ``RuntimeWarning`` says why, once per kernel
+    (``fusion.Fallbacks``: other inputs of the same rule still try the fused path).
     """
-    if rule in _fallbacks:
-        return False
     literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     missing = tuple(a is None for a in arrays)
+    if _fallbacks.failed(rule) and _failure_key(rule, missing, scalars, literals, arrays, values) in _fallbacks:
+        return False
     import cupy
 
     try:
@@ -126,9 +127,14 @@ def run(rule, arrays, scalars):
         # CuPy compiles a new dtype before launching: an error here means nothing was written.
         kernel(*arrays[:1 if arrays[0] is not None else 0], *values, *[a for a in arrays[1:] if a is not None])
     except (TypeError, ValueError, cupy.cuda.compiler.CompileException) as error:
-        _fallbacks.add(rule, error)
+        _fallbacks.add(_failure_key(rule, missing, scalars, literals, arrays, values), error)
         return False
     return True
+
+
+def _failure_key(rule, missing, scalars, literals, arrays, values):
+    """The kernel cache's key, plus the dtype and the scalar values' types."""
+    return rule, missing, tuple(scalars), tuple(literals), arrays[1].dtype, tuple(map(type, values))
 
 
 def _build(rule, missing, scalar_names, literals):

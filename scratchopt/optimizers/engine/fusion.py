@@ -5,8 +5,8 @@ Both ``fused_cpu.py`` (numba) and ``fused_gpu.py`` (CuPy) turn one update rule
 ``rule(g, var, *slots, *, scalars...)`` into one kernel. Both need to read which arrays and
 scalars the rule takes (``rule_signature``), to pass the bool/None scalars as constants
 and the others in the array dtype (``split_scalars``), to build each kernel once and keep it
-(``KernelCache``), and, when a custom rule cannot be compiled, to say so once and let the
-caller run the rule as array code (``Fallbacks``).
+(``KernelCache``), and, when a kernel cannot be compiled, to say so once and let the
+caller run the rule as array code for that kernel's inputs (``Fallbacks``).
 """
 
 import inspect
@@ -68,19 +68,35 @@ class KernelCache:
 
 
 class Fallbacks:
-    """The rules a fused path could not compile: each is warned about once, then runs as
-    array code on that path without trying again."""
+    """The kernels a fused path could not compile, by key: each key is warned about once,
+    then runs as array code on that path without trying again.
+
+    A key is what one kernel is compiled for: the rule, which of its arrays are None, its
+    scalars' names, the bool/None ones' values, the dtype, the scalar values' types (and
+    the path's own choices, such as serial or parallel). So one failure, say for inputs
+    a step should have refused, does not send every later step of the rule to array
+    code: another key still compiles. The first test, whether the rule has failed at all,
+    is a set lookup, so that a rule that never failed costs no key.
+    """
 
     def __init__(self, path):
         self.path = path
-        self._errors = {}
+        self._errors = {}  # key -> the error
+        self._rules = set()  # the rules with a failed key
 
-    def __contains__(self, rule):
-        return rule in self._errors
+    def __contains__(self, key):
+        return key[0] in self._rules and key in self._errors
 
-    def add(self, rule, error):
-        """Record that ``rule`` cannot be fused here and warn, once, that it runs as array code."""
-        self._errors[rule] = error
+    def failed(self, rule):
+        """Whether some key of ``rule`` failed (then look the key up: ``key in fallbacks``)."""
+        return rule in self._rules
+
+    def add(self, key, error):
+        """Record that ``key`` (its rule first) cannot be fused here and warn, once per key,
+        that it runs as array code."""
+        rule = key[0]
+        self._errors[key] = error
+        self._rules.add(rule)
         text = str(error).strip()
         first = text.splitlines()[0] if text else type(error).__name__
         warnings.warn(f"the {self.path} cannot compile {rule.__module__}.{rule.__qualname__} "

@@ -99,6 +99,30 @@ def gradient_views(packs, params):
     return views
 
 
+def views(packs, shapes, slot_names):
+    """``(params, slots)`` made again from the buffers of ``packs``, for a copy of a packed
+    optimizer (``Optimizer.__setstate__``): a copied view is an array of its own, so a copy
+    keeps the buffers and the views' shapes (and each param's slot names) instead. The
+    buffers are made writeable (an unpickled array may come back read-only)."""
+    params = [None] * len(shapes)
+    slots = [dict.fromkeys(names) for names in slot_names]
+    for group in packs:
+        group.param = _writeable(group.param)
+        group.slots = {name: _writeable(a) for name, a in group.slots.items()}
+        for i, (lo, hi) in zip(group.indices, group.bounds):
+            params[i] = group.param[lo:hi].reshape(shapes[i])
+            for name in slots[i]:
+                slots[i][name] = group.slots[name][lo:hi].reshape(shapes[i])
+        if group.grad is not None:
+            group.grad = _writeable(group.grad)
+            group.grad_views = [group.grad[lo:hi].reshape(shapes[i]) for i, (lo, hi) in zip(group.indices, group.bounds)]
+    return params, slots
+
+
+def _writeable(a):
+    return a if getattr(a.flags, "writeable", True) else a.copy()
+
+
 def _pack_key(p):
     """Params share a buffer when they share a dtype and an array module (device)."""
     return p.dtype, namespace(p).__name__
