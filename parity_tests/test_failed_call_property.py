@@ -158,7 +158,8 @@ def test_apply_with_a_bad_param_changes_nothing(run, k, kind):
     if kind == "read-only":
         bad[k] = params[k]
         bad[k].flags.writeable = False
-    elif kind == "unknown array":
+    elif kind == "unknown array":  # unknown once built (an unbuilt optimizer takes any arrays)
+        opt.build(params)
         bad[k] = params[k].copy()
     elif kind == "int array":
         bad[k] = np.ones(params[k].shape, np.int64)
