@@ -54,7 +54,7 @@ def frozen(opt, params):
         return None if xs is None else [(a.dtype.str, a.shape, a.tobytes()) for a in xs]
 
     state = {"built": opt.built, "iterations": opt._iterations, "attributes": sorted(vars(opt)),
-             "params": arrays(params), "lr": None if opt._lr is None else float(opt._lr)}
+             "params": arrays(params), "lr": None if opt._rate.value is None else float(opt._rate.value)}
     if opt.built:
         state["slots"] = [sorted((k, arrays([a])) for k, a in s.items()) for s in opt._slots]
         state["ema"], state["acc"] = arrays(opt._averages), arrays(opt._accumulators)

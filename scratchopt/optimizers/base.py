@@ -36,20 +36,19 @@ parameter or one per packed buffer (``pack``), and says whether it may fuse
 ``opt.backend = "numpy"`` (or ``SCRATCHOPT_BACKEND=numpy``).
 """
 
-import dataclasses
 import inspect
 import itertools
 import operator
 import re
 import warnings
 
-import numpy as np
 
 from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype, keras_cast, tf_arithmetic, through_float32
-from . import clipping, engine, validation
+from . import clipping, copies, engine, validation
 from .engine import packing
+from .learning_rate import LearningRate
 
 _DTYPE = operator.attrgetter("dtype")
 
@@ -147,7 +146,7 @@ class Optimizer(checks.Configurable):
         self.gradient_accumulation_steps = gradient_accumulation_steps
         self.name = type(self).__name__ if name is None else name
         validation.validate_common(self)
-        self._set_learning_rate(learning_rate, constructing=True)
+        self._rate = LearningRate(learning_rate)
         for key in COMMON_ARGUMENTS:  # a number where Keras expects one (None: unset, but not for ema_momentum)
             if key != "use_ema" and (getattr(self, key) is not None or key == "ema_momentum"):
                 checks.number(key, getattr(self, key))
@@ -160,51 +159,11 @@ class Optimizer(checks.Configurable):
         self._packs = []
         self._packed_grads = None  # what packed_gradients() handed out
 
-    # --- the learning rate ----------------------------------------------------------------
-
-    def _set_learning_rate(self, learning_rate, constructing=False):
-        if callable(learning_rate):
-            self._schedule = learning_rate
-            # Keras calls a plain callable with no argument; a schedule gets the step.
-            self._schedule_takes_step = validation.takes_step(learning_rate)
-            self._lr = None
-            return
-        if constructing and not isinstance(learning_rate, float):
-            # Keras: int and np.float32 rejected, np.float64 (a float subclass) accepted.
-            raise ValueError(
-                "Argument `learning_rate` should be float, or a schedule (a callable "
-                f"step -> rate). Received instead: learning_rate={learning_rate!r} "
-                f"({type(learning_rate).__name__})")
-        if getattr(self, "_schedule", None) is not None:
-            raise TypeError(
-                "This optimizer was created with a schedule as its `learning_rate`, hence its "
-                "learning rate is not settable. Build it with a float `learning_rate` to set it.")
-        checks.number("learning_rate", learning_rate)
-        self._schedule = None
-        with np.errstate(over="ignore"):  # beyond float32: inf, silently, as Keras stores it
-            self._lr = np.float32(learning_rate)  # Keras keeps it in a float32 variable
+    # --- the learning rate (learning_rate.py: how Keras holds it) ---------------------------
 
     def _current_learning_rate(self):
-        """The learning rate of the coming step, as the NumPy scalar Keras would hold.
-
-        A float rate lives in a float32 variable. A schedule's value keeps the schedule's
-        dtype (float64 for one built on an ``np.float64`` rate, as in Keras); a plain
-        callable's Python float becomes a float32 tensor, its ``np.float64`` stays float64.
-        A callable is user code: ``apply`` calls this once per step, before anything changes
-        and outside flush-to-zero, and a value that is not a real number is refused here.
-        """
-        if self._schedule is None:
-            return self._lr
-        if self._schedule_takes_step:
-            lr, where = self._schedule(self._iterations), f"the schedule at step {self._iterations}"
-        else:
-            lr, where = self._schedule(), "the learning-rate callable"
-        dtype = getattr(self._schedule, "dtype", None)
-        lr = validation.check_rate(lr, where, python_float_to_float32=dtype is None)
-        if dtype is None:
-            dtype = np.float64 if isinstance(lr, np.float64) else np.float32
-        with np.errstate(over="ignore"):  # a NumPy float beyond float32: inf, as Keras's cast
-            return np.dtype(dtype).type(lr)
+        """The learning rate of the coming step, as the NumPy scalar Keras would hold."""
+        return self._rate.at(self._iterations)
 
     @property
     def learning_rate(self):
@@ -214,7 +173,7 @@ class Optimizer(checks.Configurable):
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self._set_learning_rate(value)
+        self._rate.set(value)
 
     @property
     def iterations(self):
@@ -362,7 +321,7 @@ class Optimizer(checks.Configurable):
 
         return {
             "iterations": self._iterations,
-            "learning_rate": None if self._lr is None else float(self._lr),
+            "learning_rate": None if self._rate.value is None else float(self._rate.value),
             "slots": [{k: a.copy() for k, a in s.items()} for s in self._slots],
             "ema": copies(self._averages),
             "accumulators": copies(self._accumulators),
@@ -379,40 +338,13 @@ class Optimizer(checks.Configurable):
         for dst, src in copies:
             dst[...] = src
         self._iterations = iterations
-        if lr is not None and self._schedule is None:
-            with np.errstate(over="ignore"):  # beyond float32: inf, as the setter stores it
-                self._lr = np.float32(lr)
+        if lr is not None and self._rate.schedule is None:
+            self._rate.set(lr)
 
-    # --- copies: copy.deepcopy and pickle ---------------------------------------------------
+    # --- copies: copy.deepcopy and pickle (copies.py) ---------------------------------------
 
-    def __getstate__(self):
-        """What a copy holds: everything, but the views into packed buffers as the buffers
-        (``__setstate__`` makes the views again) and no id-keyed tables (ids are per object)."""
-        state = dict(self.__dict__)
-        state.pop("_index", None)
-        state.pop("_owners", None)
-        if self._packs:
-            state["_params"] = [p.shape for p in self._params]
-            state["_slots"] = [list(s) for s in self._slots]
-            state["_packs"] = [dataclasses.replace(pack, grad_views=None, scratch=None) for pack in self._packs]
-            state["_packed_grads"] = self._packed_grads is not None
-        return state
-
-    def __setstate__(self, state):
-        """A copy steps its own arrays: its params, slots and packed views are its own, and
-        its id-keyed tables are made for them (the original's arrays are unknown to it)."""
-        self.__dict__.update(state)
-        if not self.built:
-            return
-        if self._packs:
-            self._params, self._slots = packing.views(self._packs, self._params, self._slots)
-            self._packed_grads = packing.gradient_views(self._packs, self._params) if self._packed_grads else None
-        for key in ("_averages", "_accumulators"):
-            if getattr(self, key) is not None:
-                setattr(self, key, [_writeable(a) for a in getattr(self, key)])
-        self._slots = [{k: _writeable(a) for k, a in s.items()} for s in self._slots]
-        self._index = {id(p): i for i, p in enumerate(self._params)}
-        self._owners = validation.memory_owners(self._params)
+    __getstate__ = copies.getstate
+    __setstate__ = copies.setstate
 
     # --- one step ---------------------------------------------------------------------------
 
@@ -623,10 +555,5 @@ class Optimizer(checks.Configurable):
         """Every constructor argument; ``type(opt).from_config(config)`` rebuilds the optimizer."""
         names = [n for n in inspect.signature(type(self).__init__).parameters if n not in ("self", "kwargs")]
         config = {n: getattr(self, n) for n in names}
-        config["learning_rate"] = self._schedule if self._schedule is not None else float(self._lr)
+        config["learning_rate"] = self._rate.config()
         return config
-
-
-def _writeable(a):
-    """``a``, or a writeable copy of it (an unpickled array may come back read-only)."""
-    return a if getattr(a.flags, "writeable", True) else a.copy()

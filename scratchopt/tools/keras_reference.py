@@ -222,7 +222,7 @@ def keras_optimizer(ours, names=None):
     config = ours.get_config()
     if isinstance(config["learning_rate"], schedules.LearningRateSchedule):
         config["learning_rate"] = keras_schedule_like(config["learning_rate"])
-    elif callable(config["learning_rate"]) and ours._schedule_takes_step:
+    elif callable(config["learning_rate"]) and ours._rate.takes_step:
         config["learning_rate"] = keras_schedule(config["learning_rate"])  # else Keras calls it bare
     return getattr(keras.optimizers, type(ours).__name__)(**config)
 
