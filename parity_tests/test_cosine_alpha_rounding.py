@@ -13,7 +13,6 @@ test swaps in the other rounding and checks that every such run then fails.
 """
 
 import numpy as np
-import pytest
 from conftest import scaled
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
