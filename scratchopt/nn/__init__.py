@@ -8,7 +8,8 @@ derives from ``Layer`` (``nn/layer.py``: the call / backward protocol and its ch
 from .activations import ReLU
 from .dense import Dense
 from .layer import Layer
+from .lstm import LSTM
 from .losses import MeanSquaredError, SoftmaxCrossEntropy
 from .sequential import History, Sequential
 
-__all__ = ["Dense", "History", "Layer", "MeanSquaredError", "ReLU", "Sequential", "SoftmaxCrossEntropy"]
+__all__ = ["Dense", "History", "LSTM", "Layer", "MeanSquaredError", "ReLU", "Sequential", "SoftmaxCrossEntropy"]
