@@ -7,10 +7,8 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..numerics.matmul import bias_add_grad, matmul
-from .activations import relu_gradient
+from .activations import ACTIVATIONS, activate, activation_gradient
 from .layer import Layer
-
-ACTIVATIONS = (None, "linear", "relu")
 
 
 class Dense(Layer):
@@ -20,7 +18,9 @@ class Dense(Layer):
 
         forward:   z = x @ W + b                 (N, in) @ (in, units) + (units,)
                    y = relu(z)                   with activation="relu"
+                   y = softmax(z)                with activation="softmax" (last axis)
         backward:  dz = dy * (y > 0)             ReLU passes the gradient where it was active
+                   dz = (dy - sum(dy * y)) * y   softmax (TF's _SoftmaxGrad)
                    dW = x^T @ dz  (+ the kernel_regularizer's gradient)
                    db = sum over the batch of dz
                    dx = dz @ W^T
@@ -56,7 +56,7 @@ class Dense(Layer):
             # Keras's exception for either (not an int, or not positive)
             raise ValueError(f"`units` must be a positive integer. {checks.received('units', units)}")
         if activation not in ACTIVATIONS:
-            raise ValueError(f"`activation` must be None, 'linear' or 'relu'. "
+            raise ValueError(f"`activation` must be None, 'linear', 'relu' or 'softmax'. "
                              f"{checks.received('activation', activation)}")
         self.units = int(units)
         self.activation = None if activation == "linear" else activation
@@ -88,16 +88,17 @@ class Dense(Layer):
         z = matmul(x, self.params["kernel"])
         if self.use_bias:
             z = z + self.params["bias"]
-        y = namespace(z).maximum(z, 0) if self.activation == "relu" else z
-        # Copies of x and the kernel, and the ReLU's mask: backward uses this call's values, as
-        # Keras's tape does, even if x, y or the kernel change in place before backward.
+        y, saved = activate(self.activation, z)  # activations.py: shared with Conv2D
+        # Copies of x and the kernel, and the activation's saved values (ReLU's mask, a copy of
+        # softmax's output): backward uses this call's values, as Keras's tape does, even if
+        # x, y or the kernel change in place before backward.
         self._last = {"x": x.copy(order="K"), "kernel": self.params["kernel"].copy(),
-                      "active": y > 0 if self.activation == "relu" else None}
+                      "saved": saved}
         return y
 
     def _backward(self, dy):
         x, kernel = self._last["x"], self._last["kernel"]
-        dz = relu_gradient(dy, self._last["active"]) if self.activation == "relu" else dy
+        dz = activation_gradient(self.activation, dy, self._last["saved"])
         self.grads["kernel"] = matmul(x, dz, transpose_a=True)  # TF's MatMul gradient
         if self.kernel_regularizer is not None:
             self.grads["kernel"] = self.grads["kernel"] + self.kernel_regularizer.gradient(kernel)
