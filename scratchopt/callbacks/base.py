@@ -107,6 +107,37 @@ class Callback:
     def on_epoch_end(self, epoch, logs=None):
         pass
 
+    # Batch hooks: ``batch`` counts from 0 within the epoch; ``logs`` holds the running means
+    # so far this epoch (``loss``, then each metric). As in Keras, the train-batch hooks call
+    # the older ``on_batch_begin`` / ``on_batch_end`` (TerminateOnNaN overrides the latter).
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.on_batch_begin(batch, logs=logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_batch_end(batch, logs=logs)
+
+    def on_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_batch_end(self, batch, logs=None):
+        pass
+
+    # Validation inside fit (Keras's evaluate, given fit's callbacks): on_test_begin, then per
+    # batch on_test_batch_begin / on_test_batch_end (running means), on_test_end(logs).
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+    def on_test_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_test_batch_end(self, batch, logs=None):
+        pass
+
 
 class _Monitor(Callback):
     """What EarlyStopping and ReduceLROnPlateau share: the monitored key and "improved"."""

@@ -8,7 +8,7 @@ optimizers, schedules, callbacks and layers, and to check both against Keras epo
 derives from ``Layer`` (``nn/layer.py``: the call / backward protocol and its checks).
 """
 
-from . import losses, metrics
+from . import losses, metrics, saving
 from .activations import Activation, ReLU
 from .conv import Conv2D
 from .dense import Dense
@@ -17,8 +17,8 @@ from .lstm import LSTM
 from .losses import CategoricalCrossentropy, MeanSquaredError, SoftmaxCrossEntropy, SparseCategoricalCrossentropy
 from .pooling import GlobalAveragePooling2D, MaxPooling2D
 from .reshaping import Flatten
-from .sequential import History, Sequential
+from .sequential import History, Sequential, load_model
 
 __all__ = ["Activation", "CategoricalCrossentropy", "Conv2D", "Dense", "Flatten", "GlobalAveragePooling2D", "History",
            "LSTM", "Layer", "MaxPooling2D", "MeanSquaredError", "ReLU", "Sequential", "SoftmaxCrossEntropy",
-           "SparseCategoricalCrossentropy", "losses", "metrics"]
+           "SparseCategoricalCrossentropy", "load_model", "losses", "metrics", "saving"]

@@ -68,6 +68,11 @@ class BatchNormalization(Layer):
     (array([0.02, 0.04]), array([1.  , 1.03]))
     """
 
+    #: The non-trainable state, by attribute name, in Keras's weight order (after ``params``):
+    #: ``Sequential.get_weights``/``set_weights``/``save_weights`` include these arrays; the
+    #: optimizer never sees them (they are not in ``params``).
+    non_trainable_names = ("moving_mean", "moving_variance")
+
     def __init__(self, axis=-1, momentum=0.99, epsilon=0.001, center=True, scale=True):
         super().__init__()
         self.axis = as_int("axis", axis)
