@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,23 @@ def pytest_report_header(config):
 def scaled(n):
     """An example count relative to the active profile (the ci profile's 40 is 1x)."""
     return max(1, n * settings().max_examples // 40)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_dtype_policy():
+    """Each test starts with Keras's dtype policy unset, as a fresh process has it.
+
+    Keras caches its global dtype policy the first time a layer asks for it, from the floatx
+    of that moment, and ``keras.config.set_floatx`` does not reset it: after one test builds
+    a layer under floatx float64 and restores float32, every later layer would still be
+    float64 (and a float32 softmax output would be cast, losing its logits). So the policy is
+    dropped after every test that may have imported Keras.
+    """
+    yield
+    if "keras" in sys.modules:
+        from keras.src.backend.common import global_state
+
+        global_state.set_global_attribute("dtype_policy", None)
 
 
 @pytest.fixture(scope="session")
