@@ -25,6 +25,10 @@ class OptimizerInfo:
     hyperparameters: st.SearchStrategy
     rejections: list  # (kwargs, exception type) that Keras raises at construction
     acceptances: list  # kwargs that look wrong but that Keras accepts (and so do we)
+    # the rule runs on the fused paths (False: whole-tensor array code, ``per_tensor`` rules)
+    fused: bool = True
+    # ``pack`` works (False: Adafactor, whose factored slots are not shaped like the params)
+    packable: bool = True
 
     @property
     def cls(self):
@@ -117,5 +121,115 @@ INFOS = [
         rejections=[],
         acceptances=[{"rho": 2.0}, {"momentum": -0.5}, {"momentum": 1}, {"epsilon": 0.0},
                      {"rho": 1.0, "centered": True}],
+    ),
+]
+
+# --- issue 17: the rest of Keras's elementwise optimizers -----------------------------------
+
+INFOS += [
+    OptimizerInfo(
+        "Nadam",
+        st.fixed_dictionaries({}, optional={
+            "beta_1": st.one_of(st.just(0.9), floats(0.0, 0.999)),
+            "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+        }),
+        rejections=[],
+        acceptances=[{"beta_1": 1.0}, {"beta_1": -0.5}, {"beta_2": 1.5}, {"epsilon": 0.0}, {"beta_1": 1}],
+    ),
+    OptimizerInfo(
+        "Adamax",
+        st.fixed_dictionaries({}, optional={
+            "beta_1": st.one_of(st.just(0.9), floats(0.0, 0.999)),
+            "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+        }),
+        rejections=[],
+        acceptances=[{"beta_1": 1.0}, {"beta_1": -0.5}, {"beta_2": 1.5}, {"epsilon": 0.0}],
+    ),
+    OptimizerInfo(
+        "Adagrad",
+        st.fixed_dictionaries({}, optional={
+            "initial_accumulator_value": st.one_of(st.just(0.1), st.just(0.0), floats(0.0, 2.0)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+        }),
+        rejections=[],
+        acceptances=[{"initial_accumulator_value": 0}, {"initial_accumulator_value": -1.0}, {"epsilon": 0.0}],
+    ),
+    OptimizerInfo(
+        "Adadelta",
+        st.fixed_dictionaries({}, optional={
+            "rho": st.one_of(st.just(0.95), floats(0.0, 0.999)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+        }),
+        rejections=[],
+        acceptances=[{"rho": 1.5}, {"rho": -0.5}, {"epsilon": 0.0}],
+    ),
+    OptimizerInfo(
+        "Lion",
+        st.fixed_dictionaries({}, optional={
+            "beta_1": st.one_of(st.just(0.9), st.just(1.0), floats(0.01, 1.0)),
+            "beta_2": st.one_of(st.just(0.99), floats(0.0, 0.999)),
+        }),
+        rejections=[({"beta_1": 0.0}, ValueError), ({"beta_1": -0.1}, ValueError), ({"beta_1": 1.5}, ValueError)],
+        acceptances=[{"beta_1": 1.0}, {"beta_2": 1.5}, {"beta_2": -0.5}],
+    ),
+    OptimizerInfo(
+        "ScheduleFreeAdamW",
+        st.fixed_dictionaries({}, optional={
+            "beta_1": st.one_of(st.just(0.9), floats(0.05, 0.999)),
+            "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "epsilon": st.one_of(st.just(1e-8), floats(1e-10, 1e-2)),
+            "warmup_steps": st.one_of(st.just(0), st.integers(1, 20)),
+        }),
+        rejections=[],
+        acceptances=[{"beta_1": 1.0}, {"beta_2": 1.5}, {"epsilon": 0.0}, {"warmup_steps": -3}],
+    ),
+]
+
+INFOS += [
+    OptimizerInfo(
+        "Ftrl",
+        st.fixed_dictionaries({}, optional={
+            "learning_rate_power": st.one_of(st.just(-0.5), st.just(0.0), floats(-1.5, 0.0)),
+            "initial_accumulator_value": st.one_of(st.just(0.1), floats(0.0, 2.0)),
+            "l1_regularization_strength": st.one_of(st.just(0.0), floats(0.0, 0.1)),
+            "l2_regularization_strength": st.one_of(st.just(0.0), floats(0.0, 0.1)),
+            "l2_shrinkage_regularization_strength": st.one_of(st.just(0.0), floats(0.0, 0.1)),
+            "beta": st.one_of(st.just(0.0), floats(0.0, 1.0)),
+        }),
+        rejections=[({"initial_accumulator_value": -0.1}, ValueError), ({"learning_rate_power": 0.5}, ValueError),
+                    ({"l1_regularization_strength": -0.1}, ValueError),
+                    ({"l2_regularization_strength": -0.1}, ValueError),
+                    ({"l2_shrinkage_regularization_strength": -0.1}, ValueError)],
+        acceptances=[{"beta": -1.0}, {"initial_accumulator_value": 0.0}, {"learning_rate_power": 0.0}],
+        fused=False,
+    ),
+    OptimizerInfo(
+        "Lamb",
+        st.fixed_dictionaries({}, optional={
+            "beta_1": st.one_of(st.just(0.9), floats(0.0, 0.999)),
+            "beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+        }),
+        rejections=[],
+        acceptances=[{"beta_1": -0.5}, {"beta_2": 1.5}, {"epsilon": 0.0}],
+        fused=False,
+    ),
+]
+
+INFOS += [
+    OptimizerInfo(
+        "Adafactor",
+        st.fixed_dictionaries({}, optional={
+            "beta_2_decay": st.one_of(st.just(-0.8), floats(-1.0, -0.1)),
+            "epsilon_1": st.one_of(st.just(1e-30), floats(1e-35, 1e-20)),
+            "epsilon_2": st.one_of(st.just(1e-3), floats(1e-5, 1e-1)),
+            "clip_threshold": st.one_of(st.just(1.0), floats(0.1, 2.0)),
+            "relative_step": st.booleans(),
+        }),
+        rejections=[],
+        acceptances=[{"beta_2_decay": 0.5}, {"clip_threshold": 0.0}, {"epsilon_2": 0.0}],
+        fused=False, packable=False,
     ),
 ]

@@ -34,7 +34,7 @@ SHAPES = [(3,), (2, 2), (5,)]
 
 
 def make(info, options=None, backend="numpy"):
-    opt = info.cls(**KWARGS[info.name], **(options or {}))
+    opt = info.cls(**KWARGS.get(info.name, {"learning_rate": 0.01}), **(options or {}))
     opt.backend = backend
     return opt
 

@@ -111,7 +111,7 @@ def mixed(rng, n, dtype, nonfinite=False):
 
 @needs_numba
 @pytest.mark.parametrize("kernel", KERNELS)
-@pytest.mark.parametrize("info", INFOS, ids=str)
+@pytest.mark.parametrize("info", [i for i in INFOS if i.fused], ids=str)
 @settings(max_examples=scaled(40))
 @given(data=st.data())
 def test_fused_matches_numpy_on_drawn_runs(info, kernel, data):
@@ -136,7 +136,7 @@ def big_runs(draw, info, size):
 
 @needs_numba
 @pytest.mark.parametrize("size", [SMALL, BIG], ids=["below-crossover", "above-crossover"])
-@pytest.mark.parametrize("info", INFOS, ids=str)
+@pytest.mark.parametrize("info", [i for i in INFOS if i.fused], ids=str)
 @settings(max_examples=scaled(6))
 @given(data=st.data())
 def test_fused_matches_numpy_on_large_arrays(info, size, data):
@@ -334,7 +334,7 @@ def test_a_rule_numba_cannot_compile_runs_on_numpy_with_a_warning():
 # --- multi-tensor steps -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("info", INFOS, ids=str)
+@pytest.mark.parametrize("info", [i for i in INFOS if i.packable], ids=str)
 @pytest.mark.parametrize("gradients", ["gathered", "in place"])
 @settings(max_examples=scaled(30))
 @given(data=st.data())

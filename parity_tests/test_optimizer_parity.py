@@ -13,6 +13,8 @@ any argument may be left out, and then scratchopt's default meets Keras's own
 ``get_config()`` instead, a wrong default of ours would be copied to Keras and never seen.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,6 +22,7 @@ from hypothesis import strategies as st
 
 from conftest import scaled
 from optimizer_info import INFOS
+from scratchopt.optimizers.base import COMMON_ARGUMENTS
 from scratchopt.tools.keras_reference import KerasRun, Literal
 from scratchopt.tools.parity import CONFIGS, run_row, same_bits, state_pairs
 from strategies import Run, runs
@@ -177,7 +180,12 @@ def test_the_drawn_runs_leave_out_each_argument_sometimes(info):
 
     arguments = {"SGD": ["momentum", "nesterov"], "Adam": ["beta_1", "beta_2", "epsilon", "amsgrad"],
                  "AdamW": ["weight_decay", "beta_1", "beta_2", "epsilon", "amsgrad"],
-                 "RMSprop": ["rho", "momentum", "epsilon", "centered"]}[info.name]
+                 "RMSprop": ["rho", "momentum", "epsilon", "centered"]}.get(info.name)
+    if arguments is None:  # the optimizer's own arguments: after learning_rate, before the common ones
+        names = list(inspect.signature(info.cls).parameters)
+        start = names.index("learning_rate") + 1 if "learning_rate" in names else 0
+        end = min((names.index(a) for a in COMMON_ARGUMENTS if a in names), default=len(names))
+        arguments = names[start:end]
     for argument in arguments:
         find(info.hyperparameters, lambda kw, a=argument: a not in kw)
     find(runs(info, max_steps=1), lambda run: "learning_rate" not in run.literal)

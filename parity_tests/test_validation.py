@@ -1,5 +1,6 @@
 """Constructor validation: what Keras refuses, we refuse; what Keras lets through, so do we."""
 
+import inspect
 import warnings
 
 import numpy as np
@@ -71,6 +72,8 @@ def test_non_numbers_are_type_errors_naming_the_argument(info, argument):
         with pytest.raises(ValueError, match="momentum"):  # Keras's own check, a ValueError
             info.cls(momentum="0.9")
         return
+    if argument not in inspect.signature(info.cls).parameters:
+        pytest.skip(f"{info.name} has no `{argument}` argument (as in Keras)")
     with pytest.raises(TypeError, match=argument):
         info.cls(**{argument: "0.1"})
 

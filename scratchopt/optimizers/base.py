@@ -126,6 +126,9 @@ class Optimizer(checks.Configurable):
     #: meet a machine without numba. Under ``"auto"`` the environment variable
     #: ``SCRATCHOPT_BACKEND``, when set, decides instead.
     backend = "auto"
+    #: Whether the rule must see each param whole (a per-tensor norm, or an op whose bits
+    #: depend on the position in the tensor): then a packed buffer is stepped param by param.
+    per_tensor = False
     _rule_slots = ()
 
     def __init_subclass__(cls, **kwargs):
@@ -187,6 +190,13 @@ class Optimizer(checks.Configurable):
         """The slots this configuration needs (all of ``slot_names`` unless overridden)."""
         return self.slot_names
 
+    def initial_slot(self, name, param):
+        """The value a new slot starts from: zeros like ``param``, unless a rule says otherwise
+        (Adagrad's accumulator starts at ``initial_accumulator_value``, ScheduleFreeAdamW's
+        ``z`` at the param itself); None for a slot this param does not have (Adafactor's
+        factored ``r`` and ``c`` exist for params of 2 or more dimensions only)."""
+        return namespace(param).zeros_like(param)
+
     def build(self, params, names=None):
         """Register ``params`` (and optional ``names``) and create zeroed state for each.
 
@@ -217,7 +227,8 @@ class Optimizer(checks.Configurable):
             "_names": names,
             "_index": {id(p): i for i, p in enumerate(params)},
             "_owners": validation.memory_owners(params),
-            "_slots": [{k: namespace(p).zeros_like(p) for k in self.slot_names if k in used} for p in params],
+            "_slots": [{k: s for k in self.slot_names if k in used for s in [self.initial_slot(k, p)] if s is not None}
+                       for p in params],
             "_averages": [namespace(p).zeros_like(p) for p in params] if self.use_ema else None,
             "_accumulators": ([namespace(p).zeros_like(p) for p in params]
                               if self.gradient_accumulation_steps else None),
@@ -475,16 +486,26 @@ class Optimizer(checks.Configurable):
         clipped = self._clip(grads)
         ours = ours and clipped is grads
         triples, decaying = self._triples(clipped, indices, ours)
-        if self.weight_decay is not None:
-            for w in decaying:
-                scalars = {"weight_decay": cast(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
-                engine.run(decay, None, w, [], scalars, fused)
+        self._decay(decaying, lr, fused)
         scalars = {}
         for g, var, slots in triples:
             dtype = var.dtype
             if dtype not in scalars:
                 scalars[dtype] = self.scalars(dtype.type(lr), self.iterations, dtype)
-            engine.run(self.update, g, var, slots, scalars[dtype], fused)
+            self.run_rule(g, var, slots, scalars[dtype], fused)
+
+    def _decay(self, decaying, lr, fused):
+        """Weight decay on the weights ``decaying``, before the rule (Muon decays by two rates)."""
+        if self.weight_decay is not None:
+            for w in decaying:
+                scalars = {"weight_decay": cast(self.weight_decay, w.dtype), "lr": w.dtype.type(lr)}
+                engine.run(decay, None, w, [], scalars, fused)
+
+    def run_rule(self, g, var, slots, scalars, fused):
+        """Run the rule over one (gradient, variable, slots) triple, in place: the engine's
+        business (``engine.run``), unless a rule needs whole tensors (Lamb's norms, Ftrl's
+        packet-wise ``pow``): such an optimizer sets ``per_tensor`` and overrides this."""
+        engine.run(self.update, g, var, slots, scalars, fused)
 
     def _triples(self, grads, indices, ours):
         """The step's (gradient, variable, slots) triples, and the weights to decay.
@@ -497,6 +518,8 @@ class Optimizer(checks.Configurable):
         present = None if every else set(indices)
         whole = [pack for pack in self._packs if every or present.issuperset(pack.indices)]
         triples, decaying = [], []
+        if self.per_tensor:  # whole tensors for the rule: packed buffers are stepped view by view
+            whole = []
         if whole:
             by_index = None if ours else dict(zip(indices, grads))
             for pack in whole:

@@ -32,6 +32,16 @@ KERAS_SLOTS = {
     "Adam": {"m": "_momentums", "v": "_velocities", "v_max": "_velocity_hats"},
     "AdamW": {"m": "_momentums", "v": "_velocities", "v_max": "_velocity_hats"},
     "RMSprop": {"v": "_velocities", "avg_g": "_average_gradients", "buf": "_momentums"},
+    "Nadam": {"m": "_momentums", "v": "_velocities"},
+    "Adamax": {"m": "_m", "u": "_u"},
+    "Adagrad": {"accumulator": "_accumulators"},
+    "Adadelta": {"accumulated_grad": "_accumulated_grads", "accumulated_delta_var": "_accumulated_delta_vars"},
+    "Lion": {"m": "_momentums"},
+    "ScheduleFreeAdamW": {"z": "_momentums", "v": "_velocities"},
+    "Ftrl": {"accumulator": "_accumulators", "linear": "_linears"},
+    "Lamb": {"m": "_momentums", "v": "_velocities"},
+    "Adafactor": {"r": "_r", "c": "_c", "v": "_v"},
+    "Muon": {"m": "momentums", "v": "adam_velocities"},
 }
 
 
@@ -266,7 +276,10 @@ class KerasRun:
             for ours, attr in table.items():
                 values = getattr(self.optimizer, attr, None) or []
                 if values and values[i] is not None:
-                    state[ours] = values[i].numpy()
+                    value = values[i].numpy()
+                    if value.dtype.kind in "iu":  # Adafactor's integer placeholder for an unfactored r, c
+                        continue
+                    state[ours] = value
             out.append(state)
         return out
 
