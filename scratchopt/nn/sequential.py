@@ -554,6 +554,23 @@ def load_model(filepath):
 
     The file is read and checked whole first; a corrupt or truncated one is a ValueError
     naming it. Metrics are not saved: ``compile`` again to add them.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from scratchopt import nn, optimizers
+    >>> model = nn.Sequential([nn.Dense(4, "relu", seed=0), nn.Dense(1, seed=1)])
+    >>> model.compile(optimizers.Adam(0.01), "mse")
+    >>> x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    >>> _ = model.fit(x, y, epochs=2, verbose=0, seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> model.save(path)
+    >>> again = nn.load_model(path)
+    >>> all(np.array_equal(a, b) for a, b in zip(again.get_weights(), model.get_weights()))
+    True
+    >>> again.optimizer.iterations, type(again.loss).__name__
+    (2, 'MeanSquaredError')
     """
     meta, arrays = saving.read(filepath)
     if meta.get("kind") != "model":

@@ -49,6 +49,25 @@ CONFIGS = [
     ("AdamW", {"learning_rate": 0.01, "weight_decay": 0.1, "loss_scale_factor": 128.0}),
     ("RMSprop", {"learning_rate": 0.01}),
     ("RMSprop", {"learning_rate": 0.01, "centered": True, "momentum": 0.9}),
+    ("Nadam", {"learning_rate": 0.01}),
+    ("Nadam", {"learning_rate": decay_every_50, "clipnorm": 0.3, "weight_decay": 0.01}),
+    ("Adamax", {"learning_rate": 0.01}),
+    ("Adamax", {"learning_rate": 0.01, "use_ema": True, "ema_overwrite_frequency": 7}),
+    ("Adagrad", {"learning_rate": 0.01}),
+    ("Adagrad", {"learning_rate": 0.01, "initial_accumulator_value": 0.0, "global_clipnorm": 1.0}),
+    ("Adadelta", {"learning_rate": 1.0}),
+    ("Adadelta", {"learning_rate": 1.0, "rho": 0.9, "gradient_accumulation_steps": 3, "clipvalue": 0.5}),
+    ("Lion", {"learning_rate": 0.001}),
+    ("Lion", {"learning_rate": 0.001, "beta_1": 0.95, "weight_decay": 0.1, "loss_scale_factor": 128.0}),
+    ("ScheduleFreeAdamW", {}),
+    ("ScheduleFreeAdamW", {"learning_rate": 0.01, "warmup_steps": 20, "weight_decay": 0.01}),
+    ("Ftrl", {"learning_rate": 0.01}),
+    ("Ftrl", {"learning_rate": 0.05, "learning_rate_power": -0.7, "l1_regularization_strength": 0.01,
+              "l2_regularization_strength": 0.01, "l2_shrinkage_regularization_strength": 0.01, "beta": 0.1}),
+    ("Lamb", {"learning_rate": 0.01}),
+    ("Lamb", {"learning_rate": 0.01, "weight_decay": 0.01, "clipnorm": 1.0}),
+    ("Adafactor", {}),
+    ("Adafactor", {"learning_rate": 0.05, "relative_step": False, "clip_threshold": 0.5, "weight_decay": 0.01}),
 ]
 
 #: Tensor shapes in every row: a scalar, a length-1 vector, a matrix, and one vector long
@@ -285,7 +304,11 @@ def run_lesson_row(name, steps):
 
 def entries():
     """Every row of the table, in display order."""
+    from .parity_augment import AUGMENT_ROWS, run_augment_row
     from .parity_callbacks import CALLBACK_CONFIGS
+    from .parity_conv import CONV_ROWS, run_conv_row
+    from .parity_lstm import LSTM_ROWS, run_lstm_row
+    from .parity_pooling import POOLING_ROWS, run_pooling_row
 
     checks = [Check("optimizers", f"{describe(name, kwargs)} {dtype}",
                     lambda steps, n=name, k=kwargs, d=dtype: run_row(n, k, d, steps))
@@ -300,6 +323,19 @@ def entries():
     checks += [Check("layers", f"{name} {shape} {dtype}",
                      lambda steps, a=(name, kwargs, shape, dtype): run_layer_row(*a, steps))
                for name, kwargs, shape, dtype in LAYERS]
+    checks += [Check("layers", f"{describe('Conv2D', k)} on {s} {d}",
+                     lambda steps, k=k, s=s, d=d: run_conv_row(k, s, d, steps))
+               for k, s, d in CONV_ROWS]
+    checks += [Check("layers", f"{describe(name, {k: v for k, v in kwargs.items() if k != 'ties'})} on {shape} {dtype}"
+                     + (" with ties" if kwargs.get("ties") else ""),
+                     lambda steps, a=(name, kwargs, shape, dtype): run_pooling_row(*a, steps))
+               for name, kwargs, shape, dtype in POOLING_ROWS]
+    checks += [Check("layers", f"{label} {shape} {dtype}" + (" training" if training else ""),
+                     lambda steps, a=(label, kwargs, shape, dtype, training): run_lstm_row(*a, steps=steps))
+               for label, kwargs, shape, dtype, training in LSTM_ROWS]
+    checks += [Check("augmentation", f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) {shape} {dtype}",
+                     lambda steps, a=(name, kwargs, shape, dtype): run_augment_row(*a, steps))
+               for name, kwargs, shape, dtype in AUGMENT_ROWS]
     checks += [Check("training", f"lesson comparison: {name}", lambda steps, n=name: run_lesson_row(n, steps))
                for name in LESSON_OPTIMIZERS]
     return checks
