@@ -23,7 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = ["scratchopt.optimizers", "scratchopt.schedules", "scratchopt.regularizers",
-                  "scratchopt.callbacks", "scratchopt.layers", "scratchopt.augment", "scratchopt.nn"]
+                  "scratchopt.callbacks", "scratchopt.layers", "scratchopt.augment", "scratchopt.nn",
+                  "scratchopt.torch.optim", "scratchopt.torch.optim.lr_scheduler", "scratchopt.torch.nn"]
 
 
 def public_classes():

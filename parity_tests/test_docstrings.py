@@ -38,6 +38,9 @@ API_MODULES = (
     "scratchopt.layers",
     "scratchopt.augment",
     "scratchopt.nn",
+    "scratchopt.torch.optim",
+    "scratchopt.torch.optim.lr_scheduler",
+    "scratchopt.torch.nn",
 )
 
 

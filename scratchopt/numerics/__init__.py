@@ -50,6 +50,10 @@ module           holds
                  ``reduce_mean_over`` (over axes): Eigen's orders, with a table of them
 ``matmul``       ``matmul`` (``tf.matmul``), ``bias_add_grad`` (a Dense bias's gradient)
 ``elementwise``  ``rsqrt``, ``rsqrt_grad``
+``pow``          ``power_array`` (``tf.pow`` on arrays: Eigen's ``generic_pow`` on whole
+                 packets, the C library's ``pow`` on the tail; Ftrl and Lamb need it)
+``fma``          ``fma`` (one rounding of ``a*b + c``: what PyTorch's CPU kernels do in
+                 ``add(alpha=)``, ``lerp_``, ``addcmul_``; ``scratchopt.torch`` needs it)
 ``ulp``          ``ulp_distance``
 ===============  ==========================================================================
 
@@ -60,8 +64,10 @@ order): GPU results are compared with the NumPy path under a bound, not bitwise.
 
 from .casts import as_dtype, keras_cast, through_float32
 from .elementwise import rsqrt, rsqrt_grad
+from .fma import fma
 from .fpenv import FTZ_DAZ, FTZ_SUPPORTED, flush_denormals, tf_arithmetic
 from .libm import cos, log, power
+from .pow import power_array
 from .sums import reduce_mean_over, reduce_sum, reduce_sum_over
 from .ulp import ulp_distance
 
@@ -71,5 +77,6 @@ __all__ = [
     "power", "cos", "log",
     "reduce_sum", "reduce_sum_over", "reduce_mean_over",
     "rsqrt", "rsqrt_grad",
+    "power_array", "fma",
     "ulp_distance",
 ]
