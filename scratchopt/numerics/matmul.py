@@ -41,6 +41,7 @@ Eigen's full reduction (``numerics.reduce_sum``).
 import numpy as np
 
 from ..backend import namespace
+from . import sums_fast
 from .fpenv import tf_arithmetic
 from .sums import reduce_sum
 
@@ -147,7 +148,9 @@ def bias_add_grad(dz):
         return dz.sum(axis=0)
     if dz.shape[1] == 1:  # tf.add's gradient: reduce_sum over the batch
         return np.asarray(reduce_sum(dz[:, 0])).reshape(1)
-    # BiasAddGrad: one row at a time
+    # BiasAddGrad: one row at a time (compiled, the same additions, when numba is installed)
+    if sums_fast.wanted(dz) and dz.ndim == 2:
+        return sums_fast.column_sums(np.ascontiguousarray(dz))
     total = np.zeros(dz.shape[1], dz.dtype)
     for row in dz:
         total = total + row

@@ -38,12 +38,20 @@ more dims   any               reduced dims moved last (a transpose), then row su
 reduced (all reduced dims have size 1): TF then copies the input, with no division.
 
 CuPy arrays get CuPy's own ``sum`` (a GPU has its own order): compared under a bound.
+
+**Fast path.** The functions here are the readable reference. When numba is installed
+(the ``fast`` extra), NumPy float32/float64 arrays are summed by the compiled kernels of
+``sums_fast``, which do the same additions in the same order: the same bits, tested
+against these (``parity_tests/test_sums_fast.py``). ``SCRATCHOPT_BACKEND=numpy`` forces
+the reference, as it does for the optimizers. ``sum_of_squares`` and ``sum_of_abs`` are
+``reduce_sum(x * x)`` and ``reduce_sum(abs(x))`` without the temporary array on that path.
 """
 
 import functools
 
 import numpy as np
 
+from . import sums_fast
 from .fpenv import tf_arithmetic
 
 _LEAF_PACKETS = 1024  # Eigen's kLeafSize: a range of more packets than this is split in two
@@ -169,7 +177,37 @@ def reduce_sum(x):
     """
     if not isinstance(x, (np.ndarray, np.generic)):
         return x.sum()
+    if x.size == 1:  # nothing to add up: TF copies the element (a -0.0 stays -0.0)
+        return np.asarray(x).reshape(-1)[0].copy()
+    if sums_fast.wanted(x):
+        return x.dtype.type(sums_fast.reduce_sum(np.ascontiguousarray(x)))
     return _row_sums(np.ascontiguousarray(x).reshape(1, -1))[0]
+
+
+@tf_arithmetic()
+def sum_of_squares(x):
+    """``reduce_sum(x * x)``, the same bits; on the fast path without the array ``x * x``.
+
+    >>> import numpy as np
+    >>> float(sum_of_squares(np.array([3.0, 4.0], np.float32)))
+    25.0
+    """
+    if sums_fast.wanted(x) and x.size > 1:  # one element: reduce_sum's copy
+        return x.dtype.type(sums_fast.reduce_sum(np.ascontiguousarray(x), "square"))
+    return reduce_sum(x * x)
+
+
+@tf_arithmetic()
+def sum_of_abs(x):
+    """``reduce_sum(abs(x))``, the same bits; on the fast path without the array ``abs(x)``.
+
+    >>> import numpy as np
+    >>> float(sum_of_abs(np.array([-3.0, 4.0])))
+    7.0
+    """
+    if sums_fast.wanted(x) and x.size > 1:
+        return x.dtype.type(sums_fast.reduce_sum(np.ascontiguousarray(x), "abs"))
+    return reduce_sum(abs(x))
 
 
 # --- over some axes (the table in the module docstring) ------------------------------------
@@ -208,24 +246,30 @@ def _slab_sums(x):
     """(A, B, C) summed over B as Eigen's reducer that keeps the inner-most dim: (A, C)."""
     a, b, c = x.shape
     packet = _packet_size(x.dtype)
-    one_by_one = _sequential_sums(x, axis=1)
-    if b < 16:
-        return one_by_one  # whole packets, but added row by row: the same order
-    whole = (b // 4) * 4
-    p = _sequential_sums(x[:, :whole].reshape(a, whole // 4, 4, c), axis=1)  # 4 accumulators
-    packed = ((p[:, 0] + p[:, 1]) + p[:, 2]) + p[:, 3]
-    for j in range(whole, b):
-        packed = packed + x[:, j]
+    if b < 16:  # whole packets, but added row by row: the same order
+        return _sequential_sums(x, axis=1)
     # Output o is computed in a packet when its packet [o - o % P, +P) lies inside the
     # flat output and inside one row of C outputs; otherwise one coefficient at a time.
     o = np.arange(a * c)
     start = o - o % packet
     in_packet = (start + packet <= a * c) & (start % c + packet <= c)
-    return np.where(in_packet.reshape(a, c), packed, one_by_one)
+    if not in_packet.any():
+        return _sequential_sums(x, axis=1)
+    whole = (b // 4) * 4
+    p = _sequential_sums(x[:, :whole].reshape(a, whole // 4, 4, c), axis=1)  # 4 accumulators
+    packed = ((p[:, 0] + p[:, 1]) + p[:, 2]) + p[:, 3]
+    for j in range(whole, b):
+        packed = packed + x[:, j]
+    if in_packet.all():
+        return packed  # each output's own sum: the one-by-one ones need not be computed
+    return np.where(in_packet.reshape(a, c), packed, _sequential_sums(x, axis=1))
 
 
-def _sum_over(x, axes):
-    """``tf.reduce_sum(x, axes)`` (keepdims=False) on a NumPy array: (result, count, copied)."""
+def _sum_over(x, axes, fast=None):
+    """``tf.reduce_sum(x, axes)`` (keepdims=False) on a NumPy array: (result, count, copied).
+
+    ``fast``: use ``sums_fast``'s kernels (the same bits); None decides by ``sums_fast.wanted``.
+    """
     out_shape = tuple(s for i, s in enumerate(x.shape) if i not in axes)
     count = int(np.prod([x.shape[i] for i in axes], dtype=np.int64))
     dims, reduce_first = _reduction_plan(x.shape, axes)
@@ -234,22 +278,27 @@ def _sum_over(x, axes):
     if x.size == 0:
         return np.zeros(out_shape, x.dtype), count, False
     y = np.ascontiguousarray(x).reshape(dims)
+    if fast is None:
+        fast = sums_fast.wanted(y)
+    row_sums = sums_fast.row_sums if fast else _row_sums
+    slab_sums = sums_fast.slab_sums if fast else _slab_sums
     if len(dims) == 1:
-        result = reduce_sum(y)
+        result = row_sums(y.reshape(1, -1))[0]
     elif len(dims) == 2 and reduce_first:
-        result = _slab_sums(y.reshape(1, *dims))[0]
+        result = slab_sums(y.reshape(1, *dims))[0]
     elif len(dims) == 2:
-        result = _row_sums(y)
+        result = row_sums(y)
     elif len(dims) == 3 and reduce_first:
         a, b, c = dims
-        result = _sequential_sums(y.transpose(1, 2, 0).reshape(b, c * a), axis=1)
+        rows = y.transpose(1, 2, 0).reshape(b, c * a)
+        result = sums_fast.sequential_sums(rows) if fast else _sequential_sums(rows, axis=1)
     elif len(dims) == 3:
-        result = _slab_sums(y)
+        result = slab_sums(y)
     else:  # TF transposes the reduced dims to the end, then sums rows
         kept = list(range(1 if reduce_first else 0, len(dims), 2))
         summed = list(range(0 if reduce_first else 1, len(dims), 2))
         shuffled = np.ascontiguousarray(y.transpose(kept + summed))
-        result = _row_sums(shuffled.reshape(int(np.prod([dims[i] for i in kept])), -1))
+        result = row_sums(shuffled.reshape(int(np.prod([dims[i] for i in kept])), -1))
     return np.asarray(result, x.dtype).reshape(out_shape), count, False
 
 

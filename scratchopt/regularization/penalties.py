@@ -35,7 +35,8 @@ import numpy as np
 
 from .. import checks
 from ..backend import namespace
-from ..numerics import reduce_sum, tf_arithmetic, through_float32
+from ..numerics import tf_arithmetic, through_float32
+from ..numerics.sums import sum_of_abs, sum_of_squares
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -104,7 +105,7 @@ class Regularizer(checks.Configurable):
 
 
 def _l1_term(l1, w):
-    return through_float32(l1, w.dtype) * reduce_sum(abs(w))
+    return through_float32(l1, w.dtype) * sum_of_abs(w)
 
 
 def _l1_gradient(l1, w):
@@ -112,7 +113,7 @@ def _l1_gradient(l1, w):
 
 
 def _l2_term(l2, w):
-    return through_float32(l2, w.dtype) * reduce_sum(w * w)
+    return through_float32(l2, w.dtype) * sum_of_squares(w)
 
 
 def _l2_gradient(l2, w):

@@ -1,0 +1,452 @@
+"""The sums of ``sums.py`` compiled by numba: the same additions, in the same order, fast.
+
+``sums.py`` is the readable reference: Eigen's summation orders written with NumPy. Here
+each of its loops is one compiled kernel that does exactly the same additions, in exactly
+the same order, so the bits are the same (``parity_tests/test_sums_fast.py`` checks it on
+drawn shapes, axes and dtypes, with -0.0, subnormals, inf and NaN):
+
+==================  =====================================================================
+kernel              the reference it replaces
+==================  =====================================================================
+``tree_sum``        ``_row_sums`` of one row (``reduce_sum``): each leaf of Eigen's tree
+                    (``_eigen_tree``) in four interleaved packet accumulators, the leaves
+                    in parallel (they are independent), then the tree's ``0 + l + r``
+``rows_sum``        ``_row_sums`` of many rows: one tree per row, rows in parallel
+``slab_sums``       ``_slab_sums``: the four row-interleaved accumulators of a column sum,
+                    the accumulators (and slabs) in parallel, and the one-by-one sums
+                    only for the outputs that need them
+``sequential_sums`` ``_sequential_sums`` of rows (``0 + x0 + x1 + ...``, rows in parallel),
+                    and ``matmul.bias_add_grad``'s row-at-a-time sum over the batch
+==================  =====================================================================
+
+``transform`` is applied to each element as it is read (``x * x`` or ``abs(x)``): the
+squared norm of ``clip_by_norm`` and the L1/L2 penalties without their temporary array.
+It is the same rounded product NumPy's ``g * g`` makes.
+
+Why the bits are the reference's: ``fastmath=False`` (numba then lets LLVM neither
+reorder additions nor contract a multiply and an add into an FMA), so each ``+`` is one
+IEEE-rounded addition, as in NumPy; vectorising a loop *across* independent accumulators
+does not change any accumulator's order. Flush-to-zero: the serial kernels run in the
+calling thread, inside ``tf_arithmetic``; the parallel ones read the caller's FTZ/DAZ bits
+and set them in each worker's MXCSR for its chunk, then restore it, as the fused
+optimizer kernels do (``optimizers/engine/fused_cpu.py``, whose intrinsics they share).
+
+numba is optional (the ``fast`` extra): ``sums.py`` calls here only when ``available()``,
+for C-contiguous NumPy float32/float64 arrays, and not when ``SCRATCHOPT_BACKEND=numpy``.
+Each kernel is compiled on its first use (about a second) and kept for the process.
+"""
+
+import functools
+import os
+import platform
+
+import numpy as np
+
+from . import fpenv
+
+#: From this many elements on, a kernel runs in parallel (numba ``prange``); below it,
+#: serially in the calling thread. A sum reads each element once, so it is memory-bound
+#: early, and a parallel launch waits for its slowest thread: on this project's shared
+#: 2-core VM (load 4-5) every parallel sum took about 16 ms, from 1e5 to 1e7 elements,
+#: where the serial one takes 0.03 ms at 1e5 and 9.5 ms at 1e7 (``sum_of_squares``). So
+#: only from 4M elements (16 MB of float32) on; ``numba.set_num_threads(1)`` (or
+#: ``NUMBA_NUM_THREADS=1``) keeps every sum serial.
+PARALLEL_MIN_ELEMENTS = 1 << 22
+
+_X86 = platform.machine() in ("x86_64", "AMD64")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+TRANSFORMS = ("none", "square", "abs")
+
+
+@functools.cache
+def available():
+    """Whether numba can be imported (the ``fast`` extra)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def wanted(x):
+    """Whether ``x`` takes the compiled path: numba present, a NumPy float32/float64 array,
+    and ``SCRATCHOPT_BACKEND`` not ``numpy``."""
+    return (type(x) is np.ndarray and x.dtype in _DTYPES
+            and os.environ.get("SCRATCHOPT_BACKEND") != "numpy" and available())
+
+
+def _parallel(size):
+    if size < PARALLEL_MIN_ELEMENTS:
+        return False
+    from ..optimizers.engine import fused_cpu
+
+    return fused_cpu._threads() > 1  # starts numba's workers outside flush-to-zero, once
+
+
+# --- the kernels, made per (packet, transform) ----------------------------------------------
+
+
+@functools.cache
+def _kernels(packet, transform):
+    """The compiled kernels for packets of ``packet`` elements, each element read through
+    ``transform``. numba freezes the closure's constants into the code."""
+    import numba
+
+    from ..optimizers.engine.fused_cpu import _mxcsr_intrinsics
+
+    options = {"fastmath": False, "error_model": "numpy", "nogil": True}
+    P = packet
+    P4 = 4 * packet
+    FTZ_DAZ = np.uint32(fpenv.FTZ_DAZ)
+    if _X86:
+        intrinsics = _mxcsr_intrinsics()
+        get_mxcsr, set_mxcsr = intrinsics["_get_mxcsr"], intrinsics["_set_mxcsr"]
+    else:  # nothing is flushed there (fpenv.FTZ_SUPPORTED): nothing to carry over
+
+        @numba.njit
+        def get_mxcsr():
+            return np.uint32(0)
+
+        @numba.njit
+        def set_mxcsr(value):
+            pass
+
+    if transform == "square":
+
+        @numba.njit(**options)
+        def f(v):
+            return v * v
+    elif transform == "abs":
+
+        @numba.njit(**options)
+        def f(v):
+            return abs(v)
+    else:
+
+        @numba.njit(**options)
+        def f(v):
+            return v
+
+    if P == 8:
+
+        @numba.njit(**options)
+        def hsum(a):
+            return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
+    else:
+
+        @numba.njit(**options)
+        def hsum(a):
+            return (a[0] + a[2]) + (a[1] + a[3])
+
+    @numba.njit(**options)
+    def leaf(x, lo, n, acc, p, p4):
+        """``sums._leaf_sums`` of ``f(x[lo:lo + n])``; ``acc`` is scratch of 4 * p elements.
+
+        ``p`` (the packet) and ``p4`` (4 * p) come in as run-time values on purpose: with
+        a constant trip count LLVM unrolls the lane loops into scalar adds (numba leaves
+        its SLP vectoriser off), and ``p4`` computed here as ``4 * p`` halves the speed;
+        passed in, the lane loops are vectorised, each lane still its own chain of
+        additions in order.
+        """
+        y = x[lo:lo + n]  # indices from 0: numba knows them >= 0 and adds no wraparound
+        for l in range(p4):  # (which would keep LLVM from vectorising: 3x slower)
+            acc[l] = 0
+        blocks = n // p4
+        for b in range(blocks):  # four packet accumulators, interleaved
+            base = b * p4
+            for l in range(p4):
+                acc[l] += f(y[base + l])
+        if blocks > 0:
+            for l in range(p):
+                acc[l] = ((acc[l] + acc[p + l]) + acc[2 * p + l]) + acc[3 * p + l]
+        done = blocks * p4
+        for b in range((n - done) // p):  # the remaining whole packets into accumulator 0
+            base = done + b * p
+            for l in range(p):
+                acc[l] += f(y[base + l])
+        tail = x.dtype.type(0)
+        for j in range((n // p) * p, n):  # the last < P elements, one by one
+            tail += f(y[j])
+        return tail + hsum(acc)
+
+    @numba.njit(**options)
+    def combine(sums, lefts, rights, root):
+        """The tree's nodes in post-order: node k is ``(0 + left) + right``."""
+        leaves = sums.size - lefts.size
+        for k in range(lefts.size):
+            sums[leaves + k] = (sums.dtype.type(0) + sums[lefts[k]]) + sums[rights[k]]
+        return sums[root]
+
+    @numba.njit(**options)
+    def tree_serial(x, start, offsets, lengths, lefts, rights, root, sums, acc, p, p4):
+        for k in range(offsets.size):
+            sums[k] = leaf(x, start + offsets[k], lengths[k], acc, p, p4)
+        return combine(sums, lefts, rights, root)
+
+    @numba.njit(parallel=True, **options)
+    def tree_parallel(x, offsets, lengths, lefts, rights, root, chunks, p, p4):
+        """One row's tree, its leaves in ``chunks`` parallel chunks."""
+        count = offsets.size
+        sums = np.empty(count + lefts.size, x.dtype)
+        mode = get_mxcsr() & FTZ_DAZ
+        per = (count + chunks - 1) // chunks
+        for c in numba.prange(chunks):
+            saved = get_mxcsr()
+            set_mxcsr((saved & ~FTZ_DAZ) | mode)
+            acc = np.empty(P4, x.dtype)
+            for k in range(c * per, min(count, (c + 1) * per)):
+                sums[k] = leaf(x, offsets[k], lengths[k], acc, p, p4)
+            set_mxcsr(saved)
+        return combine(sums, lefts, rights, root)
+
+    def rows_kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def rows_sum(x, n, plan_of, offsets, lengths, counts, lefts, rights, inner, roots, out, chunks, p, p4):
+            """Row r of ``x`` (flat, rows of n) as a tree: plan ``plan_of[(r * n) % P]``."""
+            rows = out.size
+            mode = get_mxcsr() & FTZ_DAZ
+            per = (rows + chunks - 1) // chunks
+            for c in loop(chunks):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                acc = np.empty(P4, x.dtype)
+                sums = np.empty(offsets.shape[1] + lefts.shape[1], x.dtype)
+                for r in range(c * per, min(rows, (c + 1) * per)):
+                    q = plan_of[(r * n) % P]
+                    k = counts[q]
+                    for j in range(k):
+                        sums[j] = leaf(x, r * n + offsets[q, j], lengths[q, j], acc, p, p4)
+                    m = inner[q]
+                    for j in range(m):
+                        sums[k + j] = (x.dtype.type(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
+                    out[r] = sums[roots[q]]
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(rows_sum)
+
+    def slab_kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def slab_sums(x, packed, single, out):
+            """(A, B, C) over B. ``single[a, c]``: output (a, c) is summed one by one."""
+            a_size, b, c_size = x.shape
+            mode = get_mxcsr() & FTZ_DAZ
+            whole = (b // 4) * 4
+            if packed:  # accumulator j of slab a over rows j, j + 4, ...: one task each
+                p = np.zeros((a_size, 4, c_size), x.dtype)
+                for t in loop(a_size * 4):
+                    saved = get_mxcsr()
+                    set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                    ai = t // 4
+                    j = t % 4
+                    for i in range(j, whole, 4):
+                        for ci in range(c_size):
+                            p[ai, j, ci] += f(x[ai, i, ci])
+                    set_mxcsr(saved)
+                for ai in range(a_size):
+                    for ci in range(c_size):
+                        s = ((p[ai, 0, ci] + p[ai, 1, ci]) + p[ai, 2, ci]) + p[ai, 3, ci]
+                        for i in range(whole, b):
+                            s = s + f(x[ai, i, ci])
+                        out[ai, ci] = s
+            for ai in loop(a_size):  # the one-by-one outputs, rows in order
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                cols = np.empty(c_size, np.int64)
+                k = 0
+                for ci in range(c_size):
+                    if single[ai, ci]:
+                        cols[k] = ci
+                        k += 1
+                if k == c_size:
+                    for ci in range(c_size):
+                        out[ai, ci] = 0
+                    for i in range(b):
+                        for ci in range(c_size):
+                            out[ai, ci] += f(x[ai, i, ci])
+                elif k > 0:
+                    acc = np.zeros(k, x.dtype)
+                    for i in range(b):
+                        for q in range(k):
+                            acc[q] += f(x[ai, i, cols[q]])
+                    for q in range(k):
+                        out[ai, cols[q]] = acc[q]
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(slab_sums)
+
+    def sequential_kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def sequential_sums(x, out, chunks):
+            """``0 + x[r, 0] + x[r, 1] + ...`` for each row r of 2-d ``x``."""
+            rows, n = x.shape
+            mode = get_mxcsr() & FTZ_DAZ
+            per = (rows + chunks - 1) // chunks
+            for c in loop(chunks):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                for r in range(c * per, min(rows, (c + 1) * per)):
+                    s = x.dtype.type(0)
+                    for i in range(n):
+                        s += f(x[r, i])
+                    out[r] = s
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(sequential_sums)
+
+    def columns_kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def column_sums(x, out, chunks):
+            """``0 + x[0, c] + x[1, c] + ...`` for each column c (rows added one at a time)."""
+            rows, n = x.shape
+            mode = get_mxcsr() & FTZ_DAZ
+            per = (n + chunks - 1) // chunks
+            per = (per + 15) // 16 * 16
+            for c in loop(chunks):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                lo = c * per
+                hi = min(n, lo + per)
+                for ci in range(lo, hi):
+                    out[ci] = 0
+                for r in range(rows):
+                    for ci in range(lo, hi):
+                        out[ci] += f(x[r, ci])
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(column_sums)
+
+    return {"leaf": leaf, "tree_serial": tree_serial, "tree_parallel": tree_parallel,
+            "rows": {False: rows_kernel(False), True: rows_kernel(True)},
+            "slab": {False: slab_kernel(False), True: slab_kernel(True)},
+            "sequential": {False: sequential_kernel(False), True: sequential_kernel(True)},
+            "columns": {False: columns_kernel(False), True: columns_kernel(True)}}
+
+
+# --- the trees, as arrays ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(first, n, packet):
+    """``sums._eigen_tree(first, n, packet)`` as arrays: leaf offsets and lengths, and the
+    inner nodes in post-order (children by index: leaves first, then inner nodes), root."""
+    from .sums import _eigen_tree
+
+    tree, leaves = _eigen_tree(first, n, packet)
+    lefts, rights = [], []
+
+    def walk(node):
+        if isinstance(node, int):
+            return node
+        left, right = walk(node[0]), walk(node[1])
+        lefts.append(left)
+        rights.append(right)
+        return len(leaves) + len(lefts) - 1
+
+    root = walk(tree)
+    as_array = functools.partial(np.array, dtype=np.int64)
+    return (as_array([o for o, _ in leaves]), as_array([c for _, c in leaves]),
+            as_array(lefts), as_array(rights), root)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_plans(n, packet):
+    """The plans of rows of ``n`` for each start residue modulo ``packet``, stacked."""
+    residues = sorted({(r * n) % packet for r in range(packet)})
+    plans = [_plan(residue, n, packet) for residue in residues]
+    plan_of = np.zeros(packet, np.int64)
+    for k, residue in enumerate(residues):
+        plan_of[residue] = k
+    width = max(len(p[0]) for p in plans)
+    inner = max(len(p[2]) for p in plans)
+    offsets = np.zeros((len(plans), width), np.int64)
+    lengths = np.zeros((len(plans), width), np.int64)
+    lefts = np.zeros((len(plans), max(inner, 1)), np.int64)
+    rights = np.zeros((len(plans), max(inner, 1)), np.int64)
+    for k, (o, c, l, r, _) in enumerate(plans):
+        offsets[k, :len(o)], lengths[k, :len(c)] = o, c
+        lefts[k, :len(l)], rights[k, :len(r)] = l, r
+    counts = np.array([len(p[0]) for p in plans], np.int64)
+    inners = np.array([len(p[2]) for p in plans], np.int64)
+    roots = np.array([p[4] for p in plans], np.int64)
+    return plan_of, offsets, lengths, counts, lefts, rights, inners, roots
+
+
+def _packet_size(dtype):
+    return 8 if dtype == np.float32 else 4
+
+
+def _chunks(size, parts):
+    from ..optimizers.engine import fused_cpu
+
+    return max(1, min(parts, fused_cpu._threads() * 4)) if _parallel(size) else 1
+
+
+# --- the entry points (sums.py calls these) ----------------------------------------------------
+
+
+def reduce_sum(x, transform="none"):
+    """``sums.reduce_sum(f(x))`` of a C-contiguous float32/float64 NumPy array: a 0-d value."""
+    flat = x.reshape(-1)
+    packet = _packet_size(x.dtype)
+    kernels = _kernels(packet, transform)
+    offsets, lengths, lefts, rights, root = _plan(0, flat.size, packet)
+    chunks = _chunks(flat.size, offsets.size)
+    if chunks > 1:
+        return kernels["tree_parallel"](flat, offsets, lengths, lefts, rights, root, chunks, packet, 4 * packet)
+    sums = np.empty(offsets.size + lefts.size, x.dtype)
+    acc = np.empty(4 * packet, x.dtype)
+    return kernels["tree_serial"](flat, 0, offsets, lengths, lefts, rights, root, sums, acc, packet, 4 * packet)
+
+
+def row_sums(rows, transform="none"):
+    """``sums._row_sums(f(rows))``: each row of a C-contiguous 2-d array as Eigen's tree."""
+    k, n = rows.shape
+    out = np.zeros(k, rows.dtype)
+    if k == 0:
+        return out
+    if k == 1:
+        out[0] = reduce_sum(rows, transform)
+        return out
+    packet = _packet_size(rows.dtype)
+    plans = _row_plans(n, packet)
+    chunks = _chunks(rows.size, k)
+    _kernels(packet, transform)["rows"][chunks > 1](rows.reshape(-1), n, *plans, out, chunks, packet, 4 * packet)
+    return out
+
+
+def _single(a, c, packet):
+    """Which outputs of an (A, C) slab sum are added one by one (``sums._slab_sums``)."""
+    o = np.arange(a * c)
+    start = o - o % packet
+    return ~((start + packet <= a * c) & (start % c + packet <= c)).reshape(a, c)
+
+
+def slab_sums(x, transform="none"):
+    """``sums._slab_sums(f(x))``: a C-contiguous (A, B, C) array summed over B: (A, C)."""
+    a, b, c = x.shape
+    out = np.empty((a, c), x.dtype)
+    single = np.ones((a, c), np.bool_) if b < 16 else _single(a, c, _packet_size(x.dtype))
+    packed = b >= 16 and not single.all()
+    parallel = _parallel(x.size)
+    _kernels(_packet_size(x.dtype), transform)["slab"][parallel](x, packed, single, out)
+    return out
+
+
+def sequential_sums(rows, transform="none"):
+    """``sums._sequential_sums(f(rows), axis=1)`` of a C-contiguous 2-d array."""
+    out = np.empty(rows.shape[0], rows.dtype)
+    chunks = _chunks(rows.size, rows.shape[0])
+    _kernels(_packet_size(rows.dtype), transform)["sequential"][chunks > 1](rows, out, chunks)
+    return out
+
+
+def column_sums(x, transform="none"):
+    """``0 + x[0] + x[1] + ...`` over the rows of a C-contiguous 2-d array (``bias_add_grad``)."""
+    out = np.empty(x.shape[1], x.dtype)
+    chunks = _chunks(x.size, max(1, x.shape[1] // 16))
+    _kernels(_packet_size(x.dtype), transform)["columns"][chunks > 1](x, out, chunks)
+    return out
