@@ -90,7 +90,8 @@ def test_ratio_to_best_peer_and_regime():
 
 def test_bytes_model():
     c = components.COMPONENTS
-    expected = {"sgd": 12, "sgd_momentum": 20, "adam": 28, "adamw": 28, "adam_1000": 28, "rmsprop": 20,
+    expected = {"sgd": 12, "sgd_momentum": 20, "adam": 28, "adamw": 28, "adam_global_clip": 32,
+                "adam_1000": 28, "rmsprop": 20,
                 "rmsprop_centered": 28, "batchnorm": 32, "layernorm": 20, "dropout": 18, "clip_norm": 12,
                 "clip_global_norm": 12}
     assert {name: comp.bytes_per_element for name, comp in c.items()} == expected

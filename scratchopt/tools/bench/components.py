@@ -12,6 +12,8 @@ sgd                 read g, w; write w                                        12
 sgd_momentum        read g, w, m; write w, m                                  20
 adam, adamw         read g, w, m, v; write w, m, v (AdamW's decay in the      28
                     same pass)
+adam_global_clip    Adam with ``global_clipnorm=1``: sum g*g over all, then   32
+                    read g, w, m, v; write w, m, v
 adam_1000           Adam over 1000 tensors of n/1000 elements (a model's      28
                     layers): the same bytes, 1000 times the launches
 rmsprop             read g, w, v; write w, v                                  20
@@ -134,6 +136,10 @@ COMPONENTS = {c.name: c for c in [
     Component("adamw", "AdamW wd=0.004", "optimizer", (_update(4, 3),), 16, 12,
               "read g, w, m, v; write w, m, v (decay fused)",
               ("AdamW", {"learning_rate": 0.001, "weight_decay": 0.004})),
+    Component("adam_global_clip", "Adam global_clipnorm=1", "optimizer",
+              (Pass((F32,), reduce=True), _update(4, 3)), 16, 14,
+              "sum g*g; read g, w, m, v; write w, m, v",
+              ("Adam", {"learning_rate": 0.001, "global_clipnorm": 1.0})),
     Component("adam_1000", "Adam, 1000 tensors", "optimizer", (_update(4, 3),), 16, 12,
               "read g, w, m, v; write w, m, v; over 1000 tensors", ("Adam", {"learning_rate": 0.001}),
               tensors=1000),

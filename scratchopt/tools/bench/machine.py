@@ -1,6 +1,7 @@
 """The machine a run describes: CPU, caches, memory, GPU, package versions, where results go."""
 
 import datetime
+import functools
 import importlib.metadata
 import os
 import platform
@@ -73,6 +74,83 @@ def cpu_caches():
 def last_level_cache():
     caches = cpu_caches()
     return max(caches.values()) if caches else DEFAULT_LLC
+
+
+#: A working set is "cache-resident" when it copies at least this many times faster than
+#: the largest one measured (which is in memory): ``measured_cache_bytes``.
+CACHE_SPEEDUP = 1.3
+
+
+def copy_bandwidths(sizes, min_bytes=8 << 20):
+    """``{working set bytes: copy bandwidth, bytes/s}``: the best of a few ``np.copyto`` runs of
+    a float32 array into another (the working set is both). Best, not median: other
+    processes only ever slow a run down."""
+    import time
+
+    import numpy as np
+
+    out = {}
+    for size in sizes:
+        src = np.ones(max(1, size // 8), np.float32)
+        dst = np.empty_like(src)
+        np.copyto(dst, src)  # pages touched, caches warm
+        best = float("inf")
+        for _ in range(max(3, min(200, min_bytes // max(size, 1)))):
+            start = time.perf_counter()
+            np.copyto(dst, src)
+            best = min(best, time.perf_counter() - start)
+        out[size] = 2 * src.nbytes / max(best, 1e-9)
+        del src, dst
+    return out
+
+
+def cache_boundary(bandwidths, speedup=CACHE_SPEEDUP):
+    """The largest working set of the run of sizes, from the smallest up, that copies at
+    least ``speedup`` times faster than memory; 0 when none does. Memory's bandwidth is the
+    median of the four largest sizes (one of them alone can be off: huge pages, a
+    neighbour's burst)."""
+    sizes = sorted(bandwidths)
+    largest = sorted(bandwidths[s] for s in sizes[-4:])
+    memory = (largest[(len(largest) - 1) // 2] + largest[len(largest) // 2]) / 2
+    boundary = 0
+    for size in sizes[:-1]:
+        if bandwidths[size] < speedup * memory:
+            break
+        boundary = size
+    return boundary
+
+
+@functools.cache
+def measured_cache_bytes():
+    """The working set that still runs at cache speed on this machine, measured: ``(bytes, how)``.
+
+    /sys (``lscpu``) is not to be trusted for this: a VM can report a 480 MiB L3 of
+    which a process sees a few MiB, or a cache shared with busy neighbours. So copies of
+    256 KiB to 512 MiB (at most an eighth of MemAvailable) are timed, and the boundary
+    is the largest that is still ``CACHE_SPEEDUP`` times as fast as
+    from memory (``cache_boundary``). A few seconds, once per process.
+    """
+    available = available_memory() or (4 * GIB)
+    top = 18
+    while top < 29 and (1 << (top + 1)) <= available // 8:
+        top += 1
+    sizes = [1 << k for k in range(18, top + 1)]
+    if len(sizes) < 3:
+        return last_level_cache(), "the reported last-level cache (too little memory to measure)"
+    bandwidths = copy_bandwidths(sizes)
+    boundary = cache_boundary(bandwidths)
+    reported = cpu_caches().get("L3") or last_level_cache()
+    summary = ", ".join(f"{nbytes_label(k)}: {v / 1e9:.0f} GB/s" for k, v in sorted(bandwidths.items()))
+    return boundary, (f"measured: copies of up to {nbytes_label(boundary)} ran at least {CACHE_SPEEDUP}x as "
+                      f"fast as the largest, from memory ({summary}); the reported last-level cache is "
+                      f"{nbytes_label(reported)}")
+
+
+def nbytes_label(b):
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if b >= 1 << shift:
+            return f"{b / (1 << shift):.4g} {unit}"
+    return f"{b} B"
 
 
 def version(*distributions):

@@ -44,7 +44,8 @@ def applies(peer, component):
     family = component.family
     return {
         "keras-eager": family in ("optimizer", "layer"),
-        "tf-raw-op": family == "optimizer" or component.name == "batchnorm",
+        "tf-raw-op": (family == "optimizer" and component.name != "adam_global_clip")
+        or component.name == "batchnorm",
         "tf-eager": family == "clipping",
         "torch-foreach": family in ("optimizer", "clipping"),
         "torch-fused": family == "optimizer",
@@ -286,7 +287,9 @@ def _torch(peer, component, data, device):
         return torch.from_dlpack(a).clone()
 
     if component.family == "optimizer":
-        name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name == "adam_1000" else component.name]
+        clipped = component.name == "adam_global_clip"
+        name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip")
+                                         else component.name]
         params = []
         for w, g in zip(split(data["w"], component.tensors), split(data["g"], component.tensors)):
             p = torch.nn.Parameter(tensor(w))
@@ -298,6 +301,13 @@ def _torch(peer, component, data, device):
             opt.step()  # makes the state; fails here where torch has no such kernel
         except (RuntimeError, TypeError, ValueError) as error:
             raise Unavailable(f"torch.optim.{name}({flag}=True): {str(error).splitlines()[0][:120]}") from None
+        if clipped:  # torch's optimizers do not clip: clip_grad_norm_ first, as a training loop does
+
+            def clip_and_step():
+                torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+                opt.step()
+
+            return clip_and_step, f"clip_grad_norm_(foreach=True) + torch.optim.{name}({flag}=True).step"
         return opt.step, f"torch.optim.{name}({flag}=True).step"
     if component.family == "clipping":
         params = []

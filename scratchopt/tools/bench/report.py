@@ -21,20 +21,26 @@ def write_json(results, path):
     return path
 
 
+def _three_digits(value, units):
+    """``value`` (in the smallest unit's scale 1) in the largest unit where it is at least 1
+    *after* rounding to 3 significant digits: 0.9996 s is "1 s", never "1e+03 ms"."""
+    for unit, scale in units:
+        v = value / scale
+        if float(f"{v:.3g}") >= 1 or scale == units[-1][1]:
+            return (f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}") + f" {unit}"
+    raise AssertionError("unreachable")
+
+
 def seconds(t):
     if t is None:
         return "-"
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("µs", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
+    return _three_digits(t, (("s", 1), ("ms", 1e-3), ("µs", 1e-6), ("ns", 1e-9)))
 
 
 def nbytes(b):
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if b >= scale:
-            return f"{b / scale:.3g} {unit}"
-    return f"{b} B"
+    if b < 1000:
+        return f"{b} B"
+    return _three_digits(b, (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)))
 
 
 def size_label(n):
@@ -56,7 +62,8 @@ def tables(results):
         table = Table(title=f"scratchopt bench: {device.upper()} ({name}), float32, one step, medians",
                       caption="±: half the interquartile range, in % of the median. % floor: the floor's "
                               "time / this time (100% = at the floor). vs best peer: this time / the fastest "
-                              "peer's. cache-resident: the arrays fit in the last-level cache.")
+                              "peer's. cache-resident: the arrays fit in the cache as measured (copies that size run "
+                              "faster than from memory: settings.cache_source), not as /sys reports it.")
         columns = ("component", "size", "backend", "median", "±", "bytes", "GB/s", "% reach. floor",
                    "% copy floor", "vs best peer", "regime")
         for column in columns:
@@ -152,10 +159,16 @@ def plots(results, folder):
     return written
 
 
+#: The "% of floor" plot's y axis ends here at most (values above are drawn at the edge);
+#: the copy floor is left out of it: at 300-960% of the reachable floor it squashed the rest.
+PCT_TOP = 150
+
+
 def _panel(ax, rows, kind, handles):
     backends = list(dict.fromkeys(r["backend"] for r in rows))
+    top = 0
     for backend in backends:
-        if kind == "pct" and backend in ("reachable-floor",):
+        if kind == "pct" and backend in ("reachable-floor", "copy-floor"):
             continue
         points = sorted((r["elements"], r["median_s"] if kind == "time" else r["pct_reachable_floor"])
                         for r in rows if r["backend"] == backend)
@@ -163,6 +176,9 @@ def _panel(ax, rows, kind, handles):
         if not points:
             continue
         xs, ys = zip(*points)
+        if kind == "pct":
+            top = max(top, *ys)
+            ys = [min(y, PCT_TOP) for y in ys]
         floor = backend.endswith("floor")
         (line,) = ax.plot(xs, ys, "--" if floor else "-", marker="" if floor else "o", markersize=3,
                           color=COLORS.get(backend), linewidth=1.6 if backend in ("numpy", "cupy", "cpu-fused",
@@ -179,7 +195,7 @@ def _panel(ax, rows, kind, handles):
     else:
         ax.axhline(100, color="black", linewidth=0.8, linestyle=":")
         ax.set_ylabel("% of floor", fontsize=8)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(0, min(PCT_TOP, max(110, top * 1.1)))
     ax.set_xlabel("elements", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, which="major", linewidth=0.3)

@@ -145,7 +145,8 @@ def run(config, report=None):
                      "plan": dataclasses.asdict(config.plan),
                      "tf_intra_op_threads": peers.tf_threads(), "numba_threads": _numba_threads(),
                      "reachable_floor": {d: floors.reachable_method(d) for d in devices},
-                     "cache_bytes": {d: _cache_bytes(d, gpu) for d in devices}, **config.settings},
+                     "cache_bytes": {d: _cache_bytes(d, gpu) for d in devices},
+                     "cache_source": {d: _cache_source(d, gpu) for d in devices}, **config.settings},
         "devices": devices,
         "gpu_missing_reason": gpu_reason,
         "backends": status,
@@ -224,9 +225,17 @@ def _numba_threads():
 
 
 def _cache_bytes(device, gpu):
+    """Bytes a working set may take and still be "cache-resident": the GPU's L2; on the CPU,
+    measured (``machine.measured_cache_bytes``), not the cache size /sys reports."""
     if device == "gpu":
         return (gpu or {}).get("l2_bytes") or 50 << 20
-    return machine.last_level_cache()
+    return machine.measured_cache_bytes()[0]
+
+
+def _cache_source(device, gpu):
+    if device == "gpu":
+        return "the GPU's L2 size" if (gpu or {}).get("l2_bytes") else "assumed: 50 MiB"
+    return machine.measured_cache_bytes()[1]
 
 
 def _case(record, plan, device, component, size, backend, data, xp):
