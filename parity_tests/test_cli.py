@@ -24,13 +24,19 @@ def test_parity_job_prints_every_row_and_exits_0(tf, capsys):
     assert cli.main(["parity", "--steps", "3"]) == 0
     out, err = capsys.readouterr()
     rows = entries()
-    assert f"{len(rows)} of {len(rows)} rows exact." in out
+    summary = next(line for line in out.splitlines() if f"of {len(rows)} rows exact" in line)
+    exact = int(summary.split()[0])
+    bounded = int(summary.split(", ")[1].split()[0]) if "within their measured bound" in summary else 0
+    assert exact + bounded == len(rows) and "FAILED" not in summary, summary
+    assert exact >= len(rows) - 12  # the bounded rows: float32 conv and LSTM, softmax and the cross-entropies
     # not a terminal: a line per row as it starts, on stderr (stdout is the table alone)
     assert f"[ 1/{len(rows)}] optimizers: {rows[0].label}" in err
     assert f"[{len(rows)}/{len(rows)}] training: {rows[-1].label}" in err
     assert "[ 1/" not in out
     for column in ("component", "dtype", "max ULP", "exact"):
         assert column in out
+    for group in ("layers", "augmentation"):  # issue 13-15's rows
+        assert sum(c.group == group for c in rows) >= 10, group
     # every group is in the table: optimizers, schedules, regularizers, callbacks
     for group in ("optimizers", "schedules", "regularizers", "callbacks", "training"):
         assert sum(c.group == group for c in rows) >= 3, group
@@ -99,11 +105,14 @@ def no_work(monkeypatch):
 
     monkeypatch.setattr(parity, "entries", refuse)
     monkeypatch.setattr(bench, "main", refuse)
+    import scratchopt.tools.demos.augmentation
+    import scratchopt.tools.demos.lstm
     import scratchopt.tools.demos.optimizers
     import scratchopt.tools.demos.schedules
+    import scratchopt.tools.demos.training
 
-    monkeypatch.setattr(demos.optimizers, "main", refuse)
-    monkeypatch.setattr(demos.schedules, "main", refuse)
+    for name in ("augmentation", "lstm", "optimizers", "schedules", "training"):
+        monkeypatch.setattr(getattr(demos, name), "main", refuse)
 
 
 def usage_error(argv, capsys):
@@ -126,7 +135,9 @@ def test_steps_below_1_is_a_usage_error(no_work, capsys, value, says):
     assert err.startswith("usage: scratchopt parity") and f"argument --steps: {says}" in err
 
 
-@pytest.mark.parametrize("argv", [["demo", "optimizers", "--epochs", "0"], ["bench", "--repeats", "-3"]])
+@pytest.mark.parametrize("argv", [["demo", "optimizers", "--epochs", "0"], ["demo", "lstm", "--epochs", "0"],
+                                  ["demo", "training", "--epochs", "-1"], ["bench", "--repeats", "-3"],
+                                  ["conventions", "--epochs", "0"]])
 def test_other_counts_below_1_are_usage_errors(no_work, capsys, argv):
     err = usage_error(argv, capsys)
     assert err.startswith(f"usage: scratchopt {argv[0]}") and "must be at least 1" in err

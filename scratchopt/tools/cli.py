@@ -1,6 +1,8 @@
-"""The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras;
-``scratchopt demo schedules|optimizers`` redraws the lesson's two figures; ``scratchopt bench``
-times every component. Results go to stdout, progress to stderr; without ``--out`` the
+"""The ``scratchopt`` command line: ``scratchopt parity`` compares every component with Keras
+(``--framework torch``: ``scratchopt.torch`` with PyTorch); ``scratchopt demo
+schedules|optimizers|training|augmentation|lstm`` redraws the lesson's figures; ``scratchopt
+bench`` times every component; ``scratchopt conventions`` measures Keras's forms against
+PyTorch's. Results go to stdout, progress to stderr; without ``--out`` the
 figures and benchmark results go to ``scratchopt-output/`` in the working directory."""
 
 import argparse
@@ -41,6 +43,8 @@ def _quiet_tensorflow():
 
 
 def parity(args):
+    if args.framework == "torch":
+        return parity_torch(args)
     missing = _missing_reference()
     if missing:
         print(f"scratchopt parity compares against Keras, but {', '.join(missing)} "
@@ -71,11 +75,12 @@ def parity(args):
         if row_group != group and group is not None:
             table.add_section()
         group = row_group
+        mark = "[green]✓[/]" if row.exact else "[yellow]≈ bound[/]" if row.passed else "[red]✗[/]"
         table.add_row(row.component, row.dtype, str(row.steps), f"{row.max_abs:.3g}",
-                      f"{row.max_ulp:.0f}", "[green]✓[/]" if row.exact else "[red]✗[/]", row.note)
+                      f"{row.max_ulp:.0f}", mark, row.note)
     console.print(table)
-    failed = [r for _, r in results if not r.exact]
-    console.print(f"{len(results) - len(failed)} of {len(results)} rows exact.")
+    console.print(summary([row for _, row in results]))
+    failed = [r for _, r in results if not r.passed]
     if args.json:
         try:
             _write_parity_json(args.json, results, steps, args)
@@ -84,6 +89,54 @@ def parity(args):
             return 2
         console.print(f"wrote {args.json}")
     return 1 if failed else 0
+
+
+def parity_torch(args):
+    """``scratchopt.torch`` against PyTorch 2.13 on the CPU (one intra-op thread)."""
+    missing = [m for m in ("torch", "rich") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"scratchopt parity --framework torch compares against PyTorch, but {', '.join(missing)} "
+              f"{'is' if len(missing) == 1 else 'are'} not installed. Install with:\n"
+              '  pip install "scratchopt[torch,parity]"', file=sys.stderr)
+        return 2
+    from rich.console import Console
+    from rich.table import Table
+
+    from .parity_torch import entries
+    from .parity_torch_nn import TORCH_NN_ROWS, run_torch_nn_row
+    from .parity import Check
+    from .progress import Stages
+
+    steps = 20 if args.quick else args.steps
+    checks = entries() + [Check("torch.nn", f"{c} {d}", lambda n, c=c, d=d: run_torch_nn_row(c, d, min(n, 20)))
+                          for c, _ in TORCH_NN_ROWS for d in ("float32", "float64")]
+    results = []
+    with Stages(len(checks), "scratchopt parity --framework torch") as stages:
+        for check in checks:
+            stages.start(f"{check.group}: {check.label}")
+            results.append((check.group, check.run(steps)))
+    import torch
+
+    console = Console(file=sys.stdout) if sys.stdout.isatty() else Console(file=sys.stdout, width=160)
+    table = Table(title=f"scratchopt.torch vs PyTorch {torch.__version__} (CPU, foreach=False, one thread)")
+    for column in ("component", "dtype", "steps", "max abs diff", "max ULP", "exact", "note"):
+        table.add_column(column, justify="left" if column in ("component", "note") else "right")
+    for _, row in results:
+        mark = "[green]✓[/]" if row.exact else "[yellow]≈ bound[/]" if row.passed else "[red]✗[/]"
+        table.add_row(row.component, row.dtype, str(row.steps), f"{row.max_abs:.3g}", f"{row.max_ulp:.0f}",
+                      mark, row.note)
+    console.print(table)
+    console.print(summary([row for _, row in results]))
+    return 0 if all(row.passed for _, row in results) else 1
+
+
+def summary(rows):
+    """"N of M rows exact", and how many more are within their measured bound, and failed."""
+    exact = sum(r.exact for r in rows)
+    bounded = sum(r.passed and not r.exact for r in rows)
+    failed = len(rows) - exact - bounded
+    return (f"{exact} of {len(rows)} rows exact" + (f", {bounded} within their measured bound" if bounded else "")
+            + (f", {failed} FAILED" if failed else "") + ".")
 
 
 def _write_parity_json(path, results, steps, args):
@@ -105,7 +158,7 @@ def _write_parity_json(path, results, steps, args):
 
 
 def demo(args):
-    from .demos import optimizers, schedules
+    from .demos import augmentation, lstm, optimizers, schedules, training
 
     path = Path(args.out) if args.out else OUTPUT_DIR / f"lesson_{args.figure}.png"
     if args.out is None:
@@ -117,8 +170,22 @@ def demo(args):
     _quiet_tensorflow()
     path.parent.mkdir(parents=True, exist_ok=True)
     if args.figure == "optimizers":
-        return optimizers.main(path, dtype=args.dtype, epochs=args.epochs)
+        return optimizers.main(path, dtype=args.dtype, epochs=args.epochs or optimizers.EPOCHS)
+    if args.figure == "training":
+        return training.main(path, dtype=args.dtype, epochs=args.epochs, dropout=not args.no_dropout,
+                             quick=args.quick, runs=args.runs)
+    if args.figure == "augmentation":
+        return augmentation.main(path)
+    if args.figure == "lstm":
+        return lstm.main(path, epochs=args.epochs or lstm.EPOCHS, dtype=args.dtype)
     return schedules.main(path)
+
+
+def conventions(args):
+    from . import conventions as table  # imported only for this command
+
+    _quiet_tensorflow()
+    return table.main(["--epochs", str(args.epochs), "--dtype", args.dtype] + (["--markdown"] if args.markdown else []))
 
 
 def bench(args):
@@ -203,15 +270,27 @@ def build_parser():
     p.add_argument("--steps", type=positive_int, default=200, help="steps per row, at least 1 (default 200)")
     p.add_argument("--quick", action="store_true", help="20 steps per row")
     p.add_argument("--json", metavar="PATH", type=writable_file, help="also write the rows as JSON to PATH")
+    p.add_argument("--framework", choices=["keras", "torch"], default="keras",
+                   help="the reference: Keras (default) or PyTorch 2.13 for scratchopt.torch")
     p.set_defaults(run=parity)
     d = commands.add_parser("demo", help="rerun one of the lesson's figures")
-    d.add_argument("figure", choices=["schedules", "optimizers"], help="which figure")
+    d.add_argument("figure", choices=["schedules", "optimizers", "training", "augmentation", "lstm"],
+                   help="which figure")
     d.add_argument("--out", type=writable_file,
                    help=f"PNG to write (default: {OUTPUT_DIR}/lesson_<figure>.png)")
     d.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="optimizers: the precision of the run (float64 matches Keras bit for bit)")
-    d.add_argument("--epochs", type=positive_int, default=50,
-                   help="optimizers: epochs, at least 1 (default 50, the lesson's)")
+                   help="optimizers, training, lstm: the precision of the run (float64 matches Keras bit for "
+                        "bit in optimizers, to a measured bound in training)")
+    d.add_argument("--epochs", type=positive_int, default=None,
+                   help="optimizers, training, lstm: epochs, at least 1 (default: optimizers 50, the "
+                        "lesson's; training 15, or 2 with --quick; lstm 25)")
+    d.add_argument("--no-dropout", action="store_true",
+                   help="training: every dropout rate 0 (in float64 the losses then follow Keras's epoch by epoch)")
+    d.add_argument("--quick", action="store_true",
+                   help="training: 256 training and 64 validation images, 2 epochs")
+    d.add_argument("--runs", type=writable_folder,
+                   help="training: folder for the callbacks' files, best_model.keras and the TensorBoard "
+                        "logs, one subfolder per framework (default: <PNG name>_runs next to the PNG)")
     d.set_defaults(run=demo)
     b = commands.add_parser("bench", help="time every component on every backend and peer, against the "
                                            "memory-bandwidth floor")
@@ -226,7 +305,12 @@ def build_parser():
                         "--out benchmarks/results/<device>/)")
     b.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     b.set_defaults(run=bench)
-    return parser, {"parity": p, "demo": d, "bench": b}
+    c = commands.add_parser("conventions", help="Keras's form against PyTorch's, technique by technique, measured")
+    c.add_argument("--epochs", type=positive_int, default=50, help="epochs of the lesson's training per drift (default 50)")
+    c.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    c.add_argument("--markdown", action="store_true", help="the table of docs/torch/conventions.md")
+    c.set_defaults(run=conventions)
+    return parser, {"parity": p, "demo": d, "bench": b, "conventions": c}
 
 
 def main(argv=None):
