@@ -117,17 +117,22 @@ def parity(group):
     rows = [r for r in document["rows"] if r["group"] == group]
     if not rows:
         raise PluginError(f"docs: [[parity {group}]]: no rows in that group of docs/generated/parity.json")
-    out = ["| component | dtype | steps | max abs diff | max ULP | exact |", "|---|---|---|---|---|---|"]
+    bounded = any(r.get("bound") for r in rows)
+    out = ["| component | dtype | steps | max abs diff | max ULP | exact |" + (" bound |" if bounded else ""),
+           "|---|---|---|---|---|---|" + ("---|" if bounded else "")]
     for r in rows:
+        mark = "✓" if r["exact"] else "≈ within bound" if r.get("bound") and r.get("within", True) else "✗"
         out.append(f"| {r['component']} | {r['dtype']} | {r['steps']} | {_fmt(r['max_abs'])} | "
-                   f"{_fmt(r['max_ulp'])} | {'✓' if r['exact'] else '✗'} |")
+                   f"{_fmt(r['max_ulp'])} | {mark} |" + (f" {r.get('bound', '')} |" if bounded else ""))
     return "\n".join(out)
 
 
 def parity_summary(_):
     d = _load("docs/generated/parity.json")
     exact = sum(r["exact"] for r in d["rows"])
-    return (f"**{exact} of {len(d['rows'])} rows exact**, from `{d['command']}` against Keras {d['keras']} "
+    bounded = sum(not r["exact"] and bool(r.get("bound")) and r.get("within", True) for r in d["rows"])
+    return (f"**{exact} of {len(d['rows'])} rows exact**"
+            + (f" and {bounded} within their measured bound" if bounded else "") + ", from `{d['command']}` against Keras {d['keras']} "
             f"and TensorFlow {d['tensorflow']} (CPU wheel), NumPy {d['numpy']}, on {d['machine']}.")
 
 

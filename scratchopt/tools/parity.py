@@ -85,6 +85,28 @@ class Row:
     max_ulp: float
     exact: bool
     note: str = ""
+    #: A bounded row (where TF's or torch's arithmetic cannot be followed: oneDNN's float32
+    #: kernels, Eigen's exp/log, MKL's sqrt): the measured bound its differences are held to,
+    #: and whether they stayed within it. An exact row has no bound.
+    bound: str = ""
+    within: bool = True
+
+    @property
+    def passed(self):
+        """Exact, or a bounded row within its bound."""
+        return self.exact or (bool(self.bound) and self.within)
+
+    @property
+    def verdict(self):
+        """``"exact"``, ``"within bound"`` or ``"FAILED"``."""
+        return "exact" if self.exact else "within bound" if self.passed else "FAILED"
+
+    def hold_to(self, worst, bound, unit="eps of the term scale", source=""):
+        """Make this a bounded row: its largest error ``worst`` (in ``unit``) must stay within
+        ``bound``, measured by ``source``; the note says both."""
+        self.bound = f"{bound:g} {unit}" + (f" ({source})" if source else "")
+        self.within = self.within and worst <= bound
+        self.note = (f"{self.note}; " if self.note else "") + f"max {worst:.2f} {unit}, bound {bound:g}"
 
     def compare(self, a, b):
         """Fold one comparison of two same-dtype arrays into the row."""

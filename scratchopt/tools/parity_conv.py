@@ -19,7 +19,7 @@ from ..nn.conv import Conv2D, col2im, im2col, output_size
 from .parity import Row
 
 #: The parity table's rows: (constructor arguments, input shape, dtype). float64 rows are
-#: exact (TF's Eigen order); float32 rows are exact while within the bound (``row.note``).
+#: exact (TF's Eigen order); float32 rows are held to a bound (``Row.hold_to``).
 CONV_ROWS = [
     ({"filters": 8, "kernel_size": 3}, (4, 8, 8, 3), "float64"),
     ({"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}, (32, 8, 8, 16), "float64"),
@@ -188,8 +188,8 @@ def run_conv_row(kwargs, shape, dtype, steps, seed=0):
 
     Every result is folded in with ``row.compare`` (so ``max_abs`` / ``max_ulp`` say how far
     apart); float64 rows are expected exact. A float32 row is not bitwise (oneDNN against
-    BLAS): its ``note`` gives the largest error in float32 epsilons of the term scale, and
-    the row counts as exact when that is within ``F32_EPSILONS``.
+    BLAS): it is held to ``F32_EPSILONS`` of the term scale (``Row.hold_to``), and its note
+    gives the largest error.
     """
     rng = np.random.default_rng(seed)
     calls = min(steps, 5)
@@ -203,6 +203,5 @@ def run_conv_row(kwargs, shape, dtype, steps, seed=0):
                 row.compare(a, b)
         worst = max(worst, *term_errors(kwargs, inputs, mine, theirs).values())
     if np.dtype(dtype) == np.float32:
-        row.note = f"max {worst:.2f} eps of the term scale (bound {F32_EPSILONS})"
-        row.exact = worst <= F32_EPSILONS
+        row.hold_to(worst, F32_EPSILONS, source="parity_tests/measure_conv.py")
     return row

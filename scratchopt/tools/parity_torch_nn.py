@@ -79,6 +79,9 @@ class Comparison:
         parts = [f"{k}: {v:.2f} eps of scale (bound {BOUNDS[k]:g})" for k, v in sorted(self.worst.items())]
         missed = [f"not the same bits: {', '.join(sorted(self.misses))}"] if self.misses else []
         self.row.note = "; ".join(([note] if note else []) + missed + parts)
+        if self.worst:  # a bounded row: every bounded array within its bound, every exact one exact
+            self.row.bound = ", ".join(f"{k} {BOUNDS[k]:g}" for k in sorted(self.worst)) + " eps of scale"
+            self.row.within = self.within_bounds() and not self.misses
         return self.row
 
     def within_bounds(self):
