@@ -379,6 +379,8 @@ class Conv2D(Layer):
     ValueError: `x` must have 1 channel (axis -1), as the kernel was built for. Received: x of shape (1, 3, 3, 2)...
     """
 
+    regularizable = (("kernel", "kernel_regularizer"),)  # Keras adds its penalty to the loss
+
     def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", data_format=None,
                  activation=None, use_bias=True, kernel_regularizer=None, seed=None, dtype="float32"):
         super().__init__()
@@ -497,9 +499,3 @@ class Conv2D(Layer):
         dx = dx_pad[:, top:top + h, left:left + w, :]
         dx = dx.transpose(0, 3, 1, 2) if self.data_format == "channels_first" else dx
         return xp.ascontiguousarray(dx)
-
-    def penalty(self):
-        """The kernel_regularizer's penalty (0.0 without one): Keras adds it to the loss."""
-        if self.kernel_regularizer is None:
-            return 0.0
-        return self.kernel_regularizer(self.params["kernel"])

@@ -49,6 +49,8 @@ class Dense(Layer):
     ([1.0, 0.0], [[1.0, 0.0, 1.0]])
     """
 
+    regularizable = (("kernel", "kernel_regularizer"),)  # Keras adds its penalty to the loss
+
     def __init__(self, units, activation=None, use_bias=True, kernel_regularizer=None, seed=None,
                  dtype="float32"):
         super().__init__()
@@ -105,9 +107,3 @@ class Dense(Layer):
         if self.use_bias:
             self.grads["bias"] = bias_add_grad(dz)
         return matmul(dz, kernel, transpose_b=True)
-
-    def penalty(self):
-        """The kernel_regularizer's penalty (0.0 without one): Keras adds it to the loss."""
-        if self.kernel_regularizer is None:
-            return 0.0
-        return self.kernel_regularizer(self.params["kernel"])

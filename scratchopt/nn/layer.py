@@ -128,6 +128,20 @@ class Layer(checks.Configurable):
     def _backward(self, dy):
         raise NotImplementedError(f"{type(self).__name__} does not define _backward(dy)")
 
+    #: (weight, argument) pairs: the weights a regularizer argument may penalize, in Keras's
+    #: order (``Dense``/``Conv2D``: the kernel; ``LSTM``: kernel, recurrent kernel, bias).
+    regularizable = ()
+
+    def penalties(self):
+        """Each regularizer's penalty on its weight (Keras's ``layer.losses``): Keras adds
+        each to the loss as its own term."""
+        return [getattr(self, argument)(self.params[key]) for key, argument in self.regularizable
+                if getattr(self, argument, None) is not None and key in self.params]
+
+    def penalty(self):
+        """The sum of ``penalties()``, 0.0 without a regularizer."""
+        return sum(self.penalties(), 0.0)
+
 
 def _kind(name):
     return "CuPy" if name == "cupy" else "NumPy"

@@ -287,6 +287,9 @@ class LSTM(Layer):
     ((2, 5, 4), (3, 12))
     """
 
+    regularizable = (("kernel", "kernel_regularizer"), ("recurrent_kernel", "recurrent_regularizer"),
+                     ("bias", "bias_regularizer"))  # Keras adds each penalty to the loss
+
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None,
@@ -562,14 +565,6 @@ class LSTM(Layer):
             grads["bias"] = _add_n(dbs)
         return xp.stack(dxs, axis=1), grads
 
-    def penalty(self):
-        """The regularizers' penalties (0.0 without any): Keras adds them to the loss."""
-        total = 0.0
-        for key, reg in (("kernel", self.kernel_regularizer), ("recurrent_kernel", self.recurrent_regularizer),
-                         ("bias", self.bias_regularizer)):
-            if reg is not None and key in self.params:
-                total += reg(self.params[key])
-        return total
 
 
 #: The order in which the tape sums the four gates' gradients into x_t and h (implementation 1).

@@ -340,8 +340,7 @@ class Sequential:
         """The loss plus every layer's penalty (Keras: ``sum([loss, *model.losses])``)."""
         logits = self._logits()
         loss = self.loss(y_true, y_pred) if logits is None else self.loss(y_true, y_pred, logits=logits)
-        penalties = [layer.penalty() for layer in self.layers if hasattr(layer, "penalty")
-                     and getattr(layer, "kernel_regularizer", None) is not None]
+        penalties = [p for layer in self.layers for p in getattr(layer, "penalties", list)()]
         if penalties:
             loss = loss.dtype.type(0) + loss
             for p in penalties:

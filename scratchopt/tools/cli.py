@@ -153,7 +153,7 @@ def _write_parity_json(path, results, steps, args):
                 "steps": steps, "rows": [{"group": group, **dataclasses.asdict(row)} for group, row in results]}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
-        json.dump(document, f, indent=1)
+        json.dump(document, f, indent=1, default=lambda o: o.item())  # NumPy scalars as Python's
         f.write("\n")
 
 

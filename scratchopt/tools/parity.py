@@ -105,7 +105,7 @@ class Row:
         """Make this a bounded row: its largest error ``worst`` (in ``unit``) must stay within
         ``bound``, measured by ``source``; the note says both."""
         self.bound = f"{bound:g} {unit}" + (f" ({source})" if source else "")
-        self.within = self.within and worst <= bound
+        self.within = bool(self.within and worst <= bound)
         self.note = (f"{self.note}; " if self.note else "") + f"max {worst:.2f} {unit}, bound {bound:g}"
 
     def compare(self, a, b):

@@ -120,7 +120,7 @@ def run_pooling_row(name, kwargs, shape, dtype, steps, seed=0):
         bounds = BOUNDS["logits" if kwargs.get("from_logits") else name]
         row.bound = (f"output {bounds[0]:g}, gradient {bounds[1]:g} eps of the term scale "
                      "(parity_tests/measure_softmax.py)")
-        row.within = worst[0] <= bounds[0] and worst[1] <= bounds[1]
+        row.within = bool(worst[0] <= bounds[0] and worst[1] <= bounds[1])
         row.note = (f"output {worst[0]:.2f} eps of the term scale (bound {bounds[0]:g}), gradient "
                     f"{worst[1]:.2f} (bound {bounds[1]:g})")
     return row

@@ -201,7 +201,7 @@ def run_torch_row(name, kwargs, dtype, steps):
         worst = scale[0]
         if not row.exact:  # stock torch's MKL sqrt: 1 ULP off on ~0.7% of results
             row.hold_to(worst, STOCK_FREE_SCALE_ULP, "ULP of scale", "parity_tests/measure_torch.py")
-        row.within = row.within and ieee.exact  # with an IEEE sqrt, the same bits
+        row.within = bool(row.within and ieee.exact)  # with an IEEE sqrt, the same bits
         row.note += "; with an IEEE sqrt: " + ("0 ULP (exact)" if ieee.exact else f"{ieee.max_ulp:g} ULP, NOT EXACT")
     return row
 

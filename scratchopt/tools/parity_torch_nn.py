@@ -81,7 +81,7 @@ class Comparison:
         self.row.note = "; ".join(([note] if note else []) + missed + parts)
         if self.worst:  # a bounded row: every bounded array within its bound, every exact one exact
             self.row.bound = ", ".join(f"{k} {BOUNDS[k]:g}" for k in sorted(self.worst)) + " eps of scale"
-            self.row.within = self.within_bounds() and not self.misses
+            self.row.within = bool(self.within_bounds() and not self.misses)
         return self.row
 
     def within_bounds(self):

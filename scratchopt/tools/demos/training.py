@@ -221,10 +221,11 @@ class _Clock:
             self.history.setdefault(key, []).append(float(value))
 
 
-def _scratchopt_clock():
-    from ...callbacks import Callback
+def _clock(base):
+    """A callback (of ``base``: scratchopt's ``Callback`` or Keras's) that times each epoch
+    and keeps its logs, the same for both frameworks."""
 
-    class Clock(Callback):
+    class Clock(base):
         def __init__(self):
             super().__init__()
             self.clock = _Clock()
@@ -240,6 +241,7 @@ def _scratchopt_clock():
 
 def run_scratchopt(settings, folder, weights_from=None, data=None):
     """Train scratchopt's model; ``weights_from`` a Keras model to start from its weights."""
+    from ...callbacks import Callback
     from ...nn.losses import SparseCategoricalCrossentropy
 
     x_train, y_train, x_val, y_val = data or digits(settings)
@@ -250,7 +252,7 @@ def run_scratchopt(settings, folder, weights_from=None, data=None):
     if weights_from is not None:
         copy_weights(weights_from, model)
     model.compile(scratchopt_optimizer(settings), SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    clock = _scratchopt_clock()
+    clock = _clock(Callback)
     run = Run(clock.clock.history, clock.clock.seconds)
     try:
         model.fit(x_train, y_train, epochs=settings.epochs, batch_size=settings.batch_size,
@@ -320,23 +322,6 @@ def keras_callbacks(settings, folder):
             keras.callbacks.TensorBoard(log_dir=str(folder / "logs"))]
 
 
-def _keras_clock():
-    import keras
-
-    class Clock(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.clock = _Clock()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.clock.begin()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.clock.end(logs)
-
-    return Clock()
-
-
 def run_keras(settings, folder, model=None, data=None):
     """Train the Keras model (``keras_model(settings)`` unless given) eagerly."""
     x_train, y_train, x_val, y_val = data or digits(settings)
@@ -346,7 +331,7 @@ def run_keras(settings, folder, model=None, data=None):
 
     model = model if model is not None else keras_model(settings)
     optimizer = keras_optimizer(settings)  # under floatx float32, before the switch below
-    clock = _keras_clock()
+    clock = _clock(keras.callbacks.Callback)
     run = Run(clock.clock.history, clock.clock.seconds)
     previous = keras.config.floatx()
     # The loss and the metrics under the model's dtype: a float32 loss next to a float64 L2
