@@ -227,3 +227,20 @@ def test_muon_sends_embeddings_excluded_layers_and_non_matrices_to_adamw():
     opt = optimizers.Muon(exclude_layers=["head"])
     opt.build(params, names=["dense/kernel", "token_embedding/embeddings", "head/kernel", "dense/bias"])
     assert [set(s) for s in opt._slots] == [{"m"}, {"m", "v"}, {"m", "v"}, {"m", "v"}]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clip_by_value_is_tfs_on_ties_packets_and_tails(tf, dtype):
+    """Ftrl's clip: on whole packets a tie gives the bound, on the tail the value (found by
+    the ci profile: zero params and gradients with a subnormal l1 gave Keras -0 on the first
+    four of six elements)."""
+    from scratchopt.numerics.elementwise import clip_by_value
+
+    rng = np.random.default_rng(0)
+    tiny = np.finfo(dtype).tiny
+    for n in (1, 3, 4, 6, 8, 11, 17):
+        for lo_hi in ((-tiny / 2, tiny / 2), (-0.5, 0.5), (0.0, 0.0), (-1e-3, 2.0)):
+            lo, hi = dtype(lo_hi[0]), dtype(lo_hi[1])
+            x = rng.choice(np.array([0.0, -0.0, tiny / 4, -tiny / 4, 0.5, -0.5, 1.0, -2.0, np.nan], dtype), n)
+            expected = tf.clip_by_value(tf.constant(x), tf.constant(lo), tf.constant(hi)).numpy()
+            assert same_bits(clip_by_value(x, lo, hi), expected), (n, lo_hi, x)

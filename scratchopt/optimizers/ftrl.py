@@ -5,6 +5,7 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype
+from ..numerics.elementwise import clip_by_value
 from ..numerics.pow import power_array
 from .base import Optimizer, cast
 
@@ -38,9 +39,9 @@ def update(g, var, accumulator, linear, *, lr, minus_lr_power, l1, minus_l1, two
     new_power = power_array(new_accumulator, minus_lr_power)
     linear = linear + (grad_to_use - ((new_power - power_array(accumulator, minus_lr_power)) / lr) * var)
     quadratic = new_power / lr + two_l2
-    # tf.clip_by_value: the value itself unless it is beyond a bound (so +0 stays +0 when
-    # l1 = 0, and NaN stays NaN); np.maximum/np.minimum would pick -0 from a tie.
-    linear_clipped = np.where(linear < minus_l1, minus_l1, np.where(linear > l1, l1, linear))
+    # tf.clip_by_value, ties as TF's packets and tail give them (the sign of a zero; a
+    # subnormal l1 read as zero): numerics.elementwise.clip_by_value
+    linear_clipped = clip_by_value(linear, minus_l1, l1)
     var = (linear_clipped - linear) / quadratic
     return var, new_accumulator, linear
 
@@ -124,7 +125,9 @@ class Ftrl(Optimizer):
             "lr": lr,
             "minus_lr_power": as_dtype(-self.learning_rate_power, dtype),
             "l1": as_dtype(l1, dtype),
-            "minus_l1": as_dtype(-l1, dtype),
+            # Keras's -l1 is a Python float; TF's eager runtime caches the tensors it makes of
+            # Python scalars by value, and 0.0 == -0.0: with l1 = 0 the lower bound is +0.0
+            "minus_l1": as_dtype(-l1 if l1 else 0.0, dtype),
             "two_l2": dtype.type(2) * l2,
             "two_l2_shrinkage": as_dtype(2 * self.l2_shrinkage_regularization_strength, dtype),
         }
