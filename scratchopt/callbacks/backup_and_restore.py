@@ -54,7 +54,7 @@ import shutil
 import numpy as np
 
 from ..nn import saving
-from .base import Callback, _of_type
+from .base import Callback, _of_type, batches_due
 
 NAME = "latest.checkpoint"
 
@@ -168,16 +168,7 @@ class BackupAndRestore(Callback):
         """Keras's count of batches since the last backup (it runs on across epochs)."""
         if self.save_freq == "epoch":
             return False
-        if batch <= self._last_batch_seen:  # a new epoch
-            add_batches = batch + 1
-        else:
-            add_batches = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += add_batches
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
+        return batches_due(self, batch, self.save_freq)
 
     def _save_model(self):
         model = self.model

@@ -207,3 +207,17 @@ def _is_number(value):
     if isinstance(value, (np.ndarray, np.generic)):
         return value.size == 1 and value.dtype.kind in "biuf"
     return isinstance(value, (int, float))  # what the comparison converts (not a Fraction)
+
+
+def batches_due(callback, batch, save_freq):
+    """Keras's ``save_freq=N`` counter (ModelCheckpoint, BackupAndRestore): count the batches
+    since the last save, across epochs (a batch number at or below the last one seen starts a
+    new epoch: ``batch + 1`` more), and say whether ``N`` have gone by (then restart the count).
+    Kept on ``callback`` as ``_last_batch_seen`` and ``_batches_seen_since_last_saving``."""
+    last = callback._last_batch_seen
+    callback._batches_seen_since_last_saving += batch + 1 if last is None or batch <= last else batch - last
+    callback._last_batch_seen = batch
+    if callback._batches_seen_since_last_saving >= save_freq:
+        callback._batches_seen_since_last_saving = 0
+        return True
+    return False

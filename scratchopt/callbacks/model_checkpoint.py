@@ -44,7 +44,7 @@ import numpy as np
 
 from .. import checks
 from ..nn import saving
-from .base import _Monitor, _monitor_arguments, _of_type
+from .base import _Monitor, _monitor_arguments, _of_type, batches_due
 
 
 class ModelCheckpoint(_Monitor):
@@ -120,16 +120,7 @@ class ModelCheckpoint(_Monitor):
     def _should_save_on_batch(self, batch):
         if self.save_freq == "epoch":
             return False
-        if self._last_batch_seen is None or batch <= self._last_batch_seen:
-            add_batches = batch + 1  # a new epoch (batches count from 0)
-        else:
-            add_batches = batch - self._last_batch_seen
-        self._batches_seen_since_last_saving += add_batches
-        self._last_batch_seen = batch
-        if self._batches_seen_since_last_saving >= self.save_freq:
-            self._batches_seen_since_last_saving = 0
-            return True
-        return False
+        return batches_due(self, batch, self.save_freq)
 
     def _should_save_model(self, epoch, batch, logs, filepath):
         logs = logs or {}

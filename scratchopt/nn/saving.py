@@ -40,6 +40,7 @@ atomic rename on POSIX and Windows), and the directory is fsync-ed. A process ki
 moment leaves either the old file or the new one, never half of one.
 """
 
+import contextlib
 import importlib
 import io
 import json
@@ -57,15 +58,18 @@ VERSION = 1
 # --- writing whole or not at all ------------------------------------------------------------
 
 
-def atomic_write(path, data):
-    """Write the bytes ``data`` to ``path``: all of them, or (if anything fails) none."""
+@contextlib.contextmanager
+def _replacing(path):
+    """``with _replacing(path) as tmp:`` write the new file at ``tmp`` (beside ``path``); on
+    leaving, it is fsynced and renamed over ``path`` (then the directory fsynced), or, if
+    anything failed, removed: ``path`` ends up whole, old or new, never partly written."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = _temporary(path, directory)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -75,6 +79,13 @@ def atomic_write(path, data):
             pass
         raise
     _fsync_directory(directory)
+
+
+def atomic_write(path, data):
+    """Write the bytes ``data`` to ``path``: all of them, or (if anything fails) none."""
+    with _replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
 
 
 def _temporary(path, directory):
@@ -272,11 +283,7 @@ def write_keras_h5(path, layers, per_layer):
     """Keras 3.15's ``.weights.h5`` layout for a Sequential of ``layers`` (``per_layer``: each
     layer's weights in Keras's order), to a temporary file, then ``os.replace``."""
     h5py = _h5py()
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = _temporary(path, directory)
-    os.close(fd)
-    try:
+    with _replacing(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_group("vars").attrs["name"] = "sequential"
             for group, layer, weights in zip(keras_layer_paths(layers), layers, per_layer):
@@ -286,16 +293,6 @@ def write_keras_h5(path, layers, per_layer):
                     w = _to_numpy(w)  # Fletcher-32 checksums (read by any HDF5 reader, Keras's too)
                     g.create_dataset(str(i), data=w, fletcher32=w.ndim > 0)
             f.flush()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
 
 
 def read_keras_h5(path, layers):
