@@ -244,3 +244,20 @@ def test_clip_by_value_is_tfs_on_ties_packets_and_tails(tf, dtype):
             x = rng.choice(np.array([0.0, -0.0, tiny / 4, -tiny / 4, 0.5, -0.5, 1.0, -2.0, np.nan], dtype), n)
             expected = tf.clip_by_value(tf.constant(x), tf.constant(lo), tf.constant(hi)).numpy()
             assert same_bits(clip_by_value(x, lo, hi), expected), (n, lo_hi, x)
+
+
+@pytest.mark.parametrize("l1", [2.225073858507e-311, 1e-40, 0.0, -0.0])
+def test_ftrl_tells_a_subnormal_l1_from_zero_by_its_bits(tf, l1):
+    """Found by the ci profile: with l1 = 2.2e-311 Keras's lower bound -l1 is a negative
+    subnormal, read as -0 by the clip, so zero params get -0 on whole packets; a test of
+    ``l1 == 0`` under our flush-to-zero block read it as zero and gave +0 everywhere."""
+    shapes = [((2, 3), "float64"), ((6,), "float32"), ((9,), "float32"), ((5,), "float64")]
+    params = [np.zeros(s, d) for s, d in shapes]
+    ours = optimizers.Ftrl(l1_regularization_strength=l1)
+    reference = KerasRun(ours, [p.copy() for p in params], literal={"l1_regularization_strength": l1})
+    for _ in range(2):
+        grads = [np.zeros(p.shape, np.float32) for p in params]
+        ours.apply(grads, params)
+        reference.apply(grads)
+        for label, a, b in state_pairs(ours, reference):
+            assert same_bits(a, b), f"l1={l1!r}: {label} differs\nours  {a!r}\nkeras {b!r}"

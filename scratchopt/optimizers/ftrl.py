@@ -46,6 +46,12 @@ def update(g, var, accumulator, linear, *, lr, minus_lr_power, l1, minus_l1, two
     return var, new_accumulator, linear
 
 
+def _nonzero_bits(x):
+    """Whether the float ``x`` is not +-0, read from its bits (a subnormal is nonzero even
+    where denormals-are-zero is on)."""
+    return bool(np.float64(x).view(np.uint64) << np.uint64(1))
+
+
 class Ftrl(Optimizer):
     """``Ftrl(learning_rate=0.001, learning_rate_power=-0.5, initial_accumulator_value=0.1,
     l1_regularization_strength=0.0, l2_regularization_strength=0.0,
@@ -126,8 +132,10 @@ class Ftrl(Optimizer):
             "minus_lr_power": as_dtype(-self.learning_rate_power, dtype),
             "l1": as_dtype(l1, dtype),
             # Keras's -l1 is a Python float; TF's eager runtime caches the tensors it makes of
-            # Python scalars by value, and 0.0 == -0.0: with l1 = 0 the lower bound is +0.0
-            "minus_l1": as_dtype(-l1 if l1 else 0.0, dtype),
+            # Python scalars by value, and 0.0 == -0.0: with l1 = 0 the lower bound is +0.0.
+            # Zero is told by its bits: this runs under flush-to-zero, where a subnormal l1
+            # compares equal to 0, but Keras's -l1 (made in Python) keeps its sign.
+            "minus_l1": as_dtype(-l1 if _nonzero_bits(l1) else 0.0, dtype),
             "two_l2": dtype.type(2) * l2,
             "two_l2_shrinkage": as_dtype(2 * self.l2_shrinkage_regularization_strength, dtype),
         }
