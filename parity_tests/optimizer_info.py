@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from scratchopt import optimizers
+from scratchopt.tools.parity import MUON_BOUND, eps_gap, same_bits
 
 
 def floats(lo, hi):
@@ -29,6 +30,18 @@ class OptimizerInfo:
     fused: bool = True
     # ``pack`` works (False: Adafactor, whose factored slots are not shaped like the params)
     packable: bool = True
+    # None: every state bit-exact against Keras. Else {dtype: eps} (``parity.MUON_BOUND``):
+    # the 2-D states are held to ``parity.eps_gap(ours, keras) <= eps``, the others exact
+    bound: dict = None
+    # None, or kwargs -> the dtypes a 2-D param can be stepped in (Muon: Keras raises on others)
+    matrix_dtypes: object = None
+
+    def agrees(self, ours, keras):
+        """Whether our state is Keras's: the same bits, or for a 2-D state of a bounded
+        optimizer within ``bound`` (``parity.eps_gap``)."""
+        if self.bound is None or np.ndim(keras) != 2:
+            return same_bits(ours, keras)
+        return eps_gap(ours, keras) <= self.bound[np.asarray(keras).dtype.name]
 
     @property
     def cls(self):
@@ -231,5 +244,39 @@ INFOS += [
         rejections=[],
         acceptances=[{"beta_2_decay": 0.5}, {"clip_threshold": 0.0}, {"epsilon_2": 0.0}],
         fused=False, packable=False,
+    ),
+]
+
+def muon_matrix_dtypes(kwargs):
+    """The dtypes Keras's Muon can step a matrix in, with these arguments (``Muon._check_dtypes``):
+    a schedule's own dtype, and float32 only while ``rms_rate`` is set."""
+    rate = kwargs.get("learning_rate", 0.001)
+    allowed = [np.dtype(np.float32), np.dtype(np.float64)]
+    if callable(rate):
+        allowed = [np.asarray(optimizers.Muon(learning_rate=rate)._current_learning_rate()).dtype]
+    if kwargs.get("rms_rate", 0.2) is not None:
+        allowed = [d for d in allowed if d == np.float32]
+    return allowed
+
+
+INFOS += [
+    OptimizerInfo(
+        "Muon",
+        st.fixed_dictionaries({}, optional={
+            "adam_beta_1": st.one_of(st.just(0.9), floats(0.0, 0.999)),
+            "adam_beta_2": st.one_of(st.just(0.999), floats(0.5, 0.99999)),
+            "adam_weight_decay": st.one_of(st.just(0.004), st.none(), floats(0.0, 0.1)),
+            "epsilon": st.one_of(st.just(1e-7), floats(1e-10, 1e-2)),
+            "exclude_embeddings": st.booleans(),
+            "adam_lr_ratio": st.one_of(st.just(1), floats(0.1, 2.0)),
+            "momentum": st.one_of(st.just(0.95), floats(0.0, 0.99)),
+            "ns_steps": st.integers(0, 7),
+            "nesterov": st.booleans(),
+            # with rms_rate set (or a schedule), a float64 matrix makes Keras raise, and us
+            "rms_rate": st.one_of(st.just(0.2), st.none(), floats(0.05, 1.0)),
+        }),
+        rejections=[],  # Keras checks none of Muon's own arguments
+        acceptances=[{"momentum": 1.5}, {"adam_lr_ratio": 0.0}, {"rms_rate": 0.0}],
+        fused=False, packable=False, bound=MUON_BOUND, matrix_dtypes=muon_matrix_dtypes,
     ),
 ]

@@ -88,12 +88,13 @@ class Run:
 
 
 @st.composite
-def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
+def runs(draw, info, max_steps=10, nonfinite=False, missing=True, refusable=False):
     """A whole run: constructor arguments, initial params and a gradient sequence.
 
     Any argument may be left out (the optimizer's own ones, the common options, and in one
     run of ten the learning rate), so each side's defaults are compared too: ``Run.literal``
-    holds exactly what was drawn, for building Keras's optimizer from it."""
+    holds exactly what was drawn, for building Keras's optimizer from it. A 2-D param gets
+    a dtype the optimizer can step (``info.matrix_dtypes``: Muon), unless ``refusable``."""
     kwargs = draw(info.hyperparameters)
     options = to_kwargs(draw(common_options))
     if "weight_decay" in kwargs:  # AdamW's own decay wins over the common option
@@ -110,6 +111,12 @@ def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
     global_clip = (kwargs.get("global_clipnorm") or 0) > 0
     if accumulate and global_clip:
         dtypes = [dtypes[0]] * len(dtypes)
+    if info.matrix_dtypes is not None and not refusable:
+        allowed = info.matrix_dtypes(kwargs)
+        shapes = [s if len(s) != 2 or allowed else (6,) for s in shapes]
+        dtypes = [d if len(s) != 2 or d in allowed else allowed[0] for s, d in zip(shapes, dtypes)]
+        if accumulate and global_clip and any(len(s) == 2 for s in shapes):
+            dtypes = [allowed[0]] * len(dtypes)
     # float16 gradients too, except under norm clipping (scratchopt refuses those: see clipping.py)
     grad_choices = DTYPES if global_clip or (kwargs.get("clipnorm") or 0) > 0 else DTYPES + [F16]
     if accumulate:
@@ -118,6 +125,11 @@ def runs(draw, info, max_steps=10, nonfinite=False, missing=True):
         grad_dtypes = [draw(st.sampled_from(grad_choices))] * len(dtypes)
     else:
         grad_dtypes = [draw(st.sampled_from(grad_choices)) for _ in dtypes]
+    if info.matrix_dtypes is not None and not refusable:  # Muon: no gradient wider than its matrix
+        if any(len(s) == 2 and g.itemsize > d.itemsize for s, d, g in zip(shapes, dtypes, grad_dtypes)):
+            narrow = [d if len(s) == 2 and g.itemsize > d.itemsize else g
+                      for s, d, g in zip(shapes, dtypes, grad_dtypes)]
+            grad_dtypes = [min(narrow, key=lambda d: d.itemsize)] * len(dtypes) if global_clip else narrow
     params = [draw(arrays(d, s, elements=values(d))) for d, s in zip(dtypes, shapes)]
     steps = draw(st.integers(1, max_steps))
     grads = []

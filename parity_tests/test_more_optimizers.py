@@ -12,8 +12,8 @@ from hypothesis import settings
 
 from scratchopt import optimizers
 from scratchopt.optimizers.engine import fused_gpu
-from scratchopt.tools.keras_reference import KerasRun
-from scratchopt.tools.parity import same_bits, state_pairs
+from scratchopt.tools.keras_reference import KerasRun, Literal, scratchopt_kwargs
+from scratchopt.tools.parity import MUON_BOUND, eps_gap, same_bits, state_pairs
 
 ELEMENTWISE = ["Nadam", "Adamax", "Adagrad", "Adadelta", "Lion", "ScheduleFreeAdamW"]
 LONG_RUNS = [
@@ -176,12 +176,25 @@ def test_adafactor_factors_only_params_of_two_or_more_dimensions():
 # --- Muon: exact where the op order can be followed, a measured bound where it cannot --------
 
 MUON_SHAPES = [(7, 13), (13,), (64, 32), (33, 70), ()]
-#: Largest |ours - Keras| over 200 steps, relative to the largest |weight| (measured: float64
-#: 3.9e-16, float32 2.1e-7, on this project's 2-core AMD EPYC), with a 25x margin. float32:
-#: TF's matmul runs on oneDNN, whose summation order depends on the CPU. float64: Eigen's
-#: gebp kernel sums some (row block, column block) tiles in two interleaved accumulators
-#: (``numerics.matmul`` follows it for most shapes but not for every tile of these).
-MUON_BOUND = {"float64": 1e-14, "float32": 5e-6}
+
+
+def muon_gap(dtype, kwargs, steps=200, ours_kwargs=None):
+    """The largest ``eps_gap`` of Muon's 2-D states over a run; the other params must be exact."""
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal(s).astype(dtype) for s in MUON_SHAPES]
+    ours = optimizers.Muon(**(ours_kwargs or kwargs))
+    reference = KerasRun(ours, [p.copy() for p in params], literal=kwargs)
+    worst = 0.0
+    for _ in range(steps):
+        grads = [rng.standard_normal(s).astype(dtype) for s in MUON_SHAPES]
+        ours.apply(grads, params)
+        reference.apply(grads)
+        for label, a, b in state_pairs(ours, reference):
+            if np.ndim(b) == 2:
+                worst = max(worst, eps_gap(a, b))
+            else:  # the 1-D and 0-d params take AdamW's exact path
+                assert same_bits(a, b), label
+    return worst
 
 
 @pytest.mark.parametrize("dtype, kwargs", [("float64", {"learning_rate": 0.01, "rms_rate": None}),
@@ -189,22 +202,14 @@ MUON_BOUND = {"float64": 1e-14, "float32": 5e-6}
                                            ("float32", {"learning_rate": 0.01, "nesterov": False,
                                                         "weight_decay": None, "adam_lr_ratio": 0.5})])
 def test_muon_is_within_its_measured_bound_of_keras(tf, dtype, kwargs):
-    rng = np.random.default_rng(0)
-    params = [rng.standard_normal(s).astype(dtype) for s in MUON_SHAPES]
-    ours = optimizers.Muon(**kwargs)
-    reference = KerasRun(ours, [p.copy() for p in params], literal=kwargs)
-    worst = 0.0
-    for _ in range(200):
-        grads = [rng.standard_normal(s).astype(dtype) for s in MUON_SHAPES]
-        ours.apply(grads, params)
-        reference.apply(grads)
-        for label, a, b in state_pairs(ours, reference):
-            b = np.asarray(b)
-            worst = max(worst, float(np.max(np.abs(np.asarray(a, np.float64) - b)) / max(float(np.max(np.abs(b))), 1e-300)))
-    assert worst <= MUON_BOUND[dtype], worst
-    for p, q in zip(params, reference.params()):  # the 1-D and 0-d params take AdamW's exact path
-        if p.ndim != 2:
-            assert same_bits(p, q)
+    """``parity.MUON_BOUND``, from ``parity_tests/measure_muon.py``."""
+    assert muon_gap(dtype, kwargs) <= MUON_BOUND[dtype]
+
+
+def test_muon_s_bound_catches_a_wrong_rule(tf):
+    """The bound is tight enough to see one Newton-Schulz iteration too few."""
+    assert muon_gap("float32", {"learning_rate": 0.01}, steps=3,
+                    ours_kwargs={"learning_rate": 0.01, "ns_steps": 4}) > 100 * MUON_BOUND["float32"]
 
 
 def test_muon_raises_on_float64_matrices_with_rms_rate_as_keras_does(tf):
@@ -219,6 +224,59 @@ def test_muon_raises_on_float64_matrices_with_rms_rate_as_keras_does(tf):
         ours.apply([np.ones((3, 4))], [w])
     assert same_bits(w, np.ones((3, 4))) and not ours.built  # nothing changed
     optimizers.Muon(rms_rate=None).apply([np.ones((3, 4))], [w])  # allowed, as in Keras
+
+
+MUON_RATES = {"float": 0.01,
+              "float32 schedule": Literal("ExponentialDecay", {"initial_learning_rate": 0.01, "decay_steps": 10,
+                                                               "decay_rate": 0.9}),
+              "float64 schedule": Literal("ExponentialDecay", {"initial_learning_rate": np.float64(0.01),
+                                                               "decay_steps": 10, "decay_rate": 0.9})}
+
+
+@pytest.mark.parametrize("rate", list(MUON_RATES))
+@pytest.mark.parametrize("rms_rate", [0.2, None])
+@pytest.mark.parametrize("nesterov", [True, False])
+@pytest.mark.parametrize("param_dtype, grad_dtype", [("float32", "float32"), ("float32", "float64"),
+                                                     ("float64", "float32"), ("float64", "float64")])
+def test_muon_raises_where_keras_mixes_dtypes_and_only_there(tf, param_dtype, grad_dtype, nesterov, rms_rate, rate):
+    """Keras's Muon path does not cast the gradient, and multiplies by a schedule's tensor and
+    by a float32 sqrt: some dtype mixes raise in TF. We raise on the same ones (before any
+    change), and step the others as Keras does (a float64 gradient widens a float32 matrix's
+    nesterov sums)."""
+    literal = {"learning_rate": MUON_RATES[rate], "nesterov": nesterov, "rms_rate": rms_rate}
+    rng = np.random.default_rng(0)
+    params = [rng.standard_normal((5, 4)).astype(param_dtype)]
+    ours = optimizers.Muon(**scratchopt_kwargs(literal))
+    reference = KerasRun(ours, [p.copy() for p in params], literal=literal)
+    for _ in range(2):
+        grads = [rng.standard_normal((5, 4)).astype(grad_dtype)]
+        before = params[0].copy()
+        try:
+            ours.apply(grads, params)
+        except TypeError as refusal:
+            assert "Keras's Muon multiplies" in str(refusal) and same_bits(params[0], before) and not ours.built
+            with pytest.raises(tf.errors.InvalidArgumentError):
+                reference.apply(grads)
+            return
+        reference.apply(grads)
+        for label, a, b in state_pairs(ours, reference):
+            assert eps_gap(a, b) <= MUON_BOUND[np.asarray(b).dtype.name], label
+
+
+def test_muon_raises_on_the_update_steps_of_gradient_accumulation_only(tf):
+    """With ``gradient_accumulation_steps=3`` Keras accumulates twice, then raises on the update."""
+    w = np.zeros((3, 4))
+    ours = optimizers.Muon(gradient_accumulation_steps=3)
+    reference = KerasRun(ours, [w.copy()], literal={"gradient_accumulation_steps": 3})
+    g = [np.ones((3, 4))]
+    for _ in range(2):
+        ours.apply(g, [w])
+        reference.apply(g)
+    with pytest.raises(TypeError, match="float64"):
+        ours.apply(g, [w])
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        reference.apply(g)
+    assert ours._iterations == 2 and same_bits(reference.accumulators()[0], ours._accumulators[0])
 
 
 def test_muon_sends_embeddings_excluded_layers_and_non_matrices_to_adamw():

@@ -31,14 +31,23 @@ pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 
 
 def run_both(info, run):
+    """Both optimizers through the run; every state compared after every step
+    (``info.agrees``: the same bits, or Muon's matrices within their bound)."""
     ours = info.cls(**run.kwargs)
     params = [p.copy() for p in run.params]
     reference = KerasRun(ours, params, literal=run.literal)
     for step, grads in enumerate(run.grads):
-        ours.apply(grads, params)
+        try:
+            ours.apply(grads, params)
+        except TypeError as refusal:  # Muon: a float64 matrix with rms_rate, a schedule of another dtype
+            if "Keras's Muon multiplies" not in str(refusal):
+                raise
+            with pytest.raises(Exception, match="(?i)float|double"):  # Keras's InvalidArgumentError
+                reference.apply(grads)
+            return
         reference.apply(grads)
         for label, a, b in state_pairs(ours, reference):
-            assert same_bits(a, b), f"step {step}: {label} differs\nours  {a!r}\nkeras {b!r}"
+            assert info.agrees(a, b), f"step {step}: {label} differs\nours  {a!r}\nkeras {b!r}"
     assert ours.iterations == reference.iterations
     assert same_bits(ours.learning_rate, float(np.asarray(reference.optimizer.learning_rate)))  # NaN too
 
@@ -47,7 +56,7 @@ def run_both(info, run):
 @settings(max_examples=scaled(300))
 @given(data=st.data())
 def test_matches_keras_bit_for_bit(tf, info, data):
-    run_both(info, data.draw(runs(info)))
+    run_both(info, data.draw(runs(info, refusable=True)))
 
 
 @pytest.mark.parametrize("info", INFOS, ids=str)
@@ -61,8 +70,10 @@ def test_nan_and_inf_gradients_behave_as_in_keras(tf, info, data):
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}{i}" for i, (n, _) in enumerate(CONFIGS)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_long_runs_are_exact(tf, name, kwargs, dtype):
-    """The ``scratchopt parity`` rows: 200 steps, four shapes up to 70001 elements, exact."""
-    row = run_row(name, kwargs, dtype, steps=200)
+    """The ``scratchopt parity`` rows, four shapes up to 70001 elements, exact: 50 steps
+    under the ``ci`` profile (the 64 rows at 200 steps took 5.4 minutes of a 2-core CI run),
+    200 under ``thorough``, as ``scratchopt parity`` runs them (docs/generated/parity.json)."""
+    row = run_row(name, kwargs, dtype, steps=200 if settings().max_examples > 40 else 50)
     assert row.exact, f"{row.component} {dtype}: max ULP {row.max_ulp}, max abs {row.max_abs}"
 
 
@@ -83,7 +94,7 @@ def test_weight_decay_exclusions_match_keras(tf, info):
         ours.apply(grads, params)
         reference.apply(grads)
     for a, b in zip(params, reference.params()):
-        assert same_bits(a, b)
+        assert info.agrees(a, b)
     with pytest.raises(ValueError, match="before the optimizer is built"):
         ours.exclude_from_weight_decay(var_names=["kernel"])
 

@@ -193,8 +193,10 @@ def test_learning_rate_is_float32_and_settable_like_keras(tf, info):
 @pytest.mark.parametrize("info", INFOS, ids=str)
 def test_apply_gradients_and_apply_without_params_are_the_same_step(info):
     rng = np.random.default_rng(3)
-    start = [rng.standard_normal(4).astype(np.float32), rng.standard_normal((2, 2))]
-    grads = [rng.standard_normal(4).astype(np.float32), rng.standard_normal((2, 2))]
+    start = [rng.standard_normal(4).astype(np.float32), rng.standard_normal(3),
+             rng.standard_normal((2, 2)).astype(np.float32)]  # float32: Muon's default refuses float64 matrices
+    grads = [rng.standard_normal(4).astype(np.float32), rng.standard_normal(3),
+             rng.standard_normal((2, 2)).astype(np.float32)]
     a, b, c = ([p.copy() for p in start] for _ in range(3))
     one, two, three = info.cls(), info.cls(), info.cls()
     one.apply(grads, a)
@@ -207,7 +209,7 @@ def test_apply_gradients_and_apply_without_params_are_the_same_step(info):
     one.apply([], a)  # an empty list is a no-op, as in Keras
     assert one.iterations == 1
     with pytest.raises(ValueError, match="No gradients"):
-        one.apply([None, None], a)
+        one.apply([None] * len(a), a)
     with pytest.raises(ValueError, match="build"):
         info.cls().apply(grads)
 

@@ -129,6 +129,9 @@ class Optimizer(checks.Configurable):
     #: Whether the rule must see each param whole (a per-tensor norm, or an op whose bits
     #: depend on the position in the tensor): then a packed buffer is stepped param by param.
     per_tensor = False
+    #: Whether a gradient is cast to its param's dtype before the rule, as Keras's rules do
+    #: (Muon's own path does not: its rule casts where Keras does).
+    casts_gradients = True
     _rule_slots = ()
 
     def __init_subclass__(cls, **kwargs):
@@ -415,6 +418,8 @@ class Optimizer(checks.Configurable):
         # refused at once), before anything changes and outside flush-to-zero: a callable is
         # user code.
         lr = self._current_learning_rate()
+        if not ours:
+            self._refuse(grads, stepped, lr)
         f = self.ema_overwrite_frequency
         if self.use_ema and f and (self.iterations + 1) % f == 0:  # every param is written
             everything = self._params if self.built else params
@@ -435,6 +440,10 @@ class Optimizer(checks.Configurable):
                 self.__dict__.update(before)
             raise
         self._iterations += 1
+
+    def _refuse(self, grads, params, lr):
+        """Raise, before anything changes, where Keras's step raises on arrays that pass every
+        other check (Muon's mixed dtypes). ``grads[k]`` is for ``params[k]``, both checked."""
 
     def _params_for(self, grads, params):
         """``(params, as_built)``: the step's params, and whether they are the built ones in order."""
@@ -535,7 +544,9 @@ class Optimizer(checks.Configurable):
                 if i in in_whole:
                     continue
                 var, slots = self._params[i], self._slots[i]
-                triples.append((g.astype(var.dtype, copy=False), var, [slots.get(k) for k in self._rule_slots]))
+                if self.casts_gradients:
+                    g = g.astype(var.dtype, copy=False)
+                triples.append((g, var, [slots.get(k) for k in self._rule_slots]))
                 if self._decays[i]:
                     decaying.append(var)
         return triples, decaying

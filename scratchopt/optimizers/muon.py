@@ -58,12 +58,14 @@ class Muon(Optimizer):
     decay for those).
 
     What the difference does: ``m + (g + m * (mu - 1))`` is ``mu * m + g`` rounded differently;
-    the rest is the Moonlight form. Keras computes ``sqrt(max(rows, cols))`` in float32 and
-    multiplies it into a float64 update without a cast: with ``rms_rate`` set (the default
-    0.2), or with a learning-rate schedule, a float64 2-D param makes Keras raise. scratchopt
-    raises a TypeError too, before anything changes (Keras has updated the momentum by then).
-    Parity: float64 is exact (TF's float64 matmul order, ``numerics.matmul``); float32 is
-    within a measured bound (oneDNN's float32 matmul order depends on the CPU).
+    the rest is the Moonlight form. Keras's Muon path does not cast the gradient, and
+    multiplies the update by the rate and by ``sqrt(max(rows, cols))`` (float32) without
+    casts: some dtype mixes make TF raise (``_refuse`` says which), and scratchopt raises a
+    TypeError on the same ones, before anything changes (Keras has updated the momentum by
+    then). Parity: the AdamW params are exact; the matrices are within ``parity.MUON_BOUND``
+    (16 eps of each matrix's largest value; measured 3.55) of Keras's: oneDNN's float32
+    matmul order depends on the CPU, and ``numerics.matmul`` follows Eigen's float64 order
+    for most shapes, not every tile of odd ones.
 
     Examples
     --------
@@ -83,6 +85,7 @@ class Muon(Optimizer):
     update = staticmethod(adam.update)  # the AdamW params' rule; the Muon params': _muon_step
     slot_names = ("m", "v", "v_max")
     per_tensor = True
+    casts_gradients = False  # Keras's Muon path computes in the gradient's dtype where it is wider
 
     def __init__(self, learning_rate=0.001, adam_beta_1=0.9, adam_beta_2=0.999, adam_weight_decay=0.004,
                  epsilon=1e-7, weight_decay=0.004, clipnorm=None, clipvalue=None, global_clipnorm=None,
@@ -134,23 +137,33 @@ class Muon(Optimizer):
         raise ValueError("Muon's params cannot be packed: its 2-D params are stepped as whole matrices, "
                          "with slots of their own")
 
-    def apply(self, grads, params=None):
-        if self.built:
-            self._check_float64(self._params, self._adamw)
-        elif params is not None:
-            params = list(params)
-            names = [None] * len(params)
-            self._check_float64(params, [self.uses_adamw(p, n) for p, n in zip(params, names)])
-        super().apply(grads, params)
+    def _refuse(self, grads, params, lr):
+        """Where Keras's Muon step mixes float32 and float64 tensors, and so raises, raise first.
 
-    def _check_float64(self, params, adamw):
-        if self.rms_rate is None and self._rate.schedule is None:
+        Keras's Muon path does not cast the gradient: its update has the dtype of
+        ``g + mu * m`` (nesterov; a float64 gradient widens a float32 matrix's) or of ``m``.
+        Then ``lr * update``: a float rate is a Keras variable, whose product promotes, but a
+        schedule's rate is a tensor of its own dtype, and TF refuses a product of two
+        dtypes. Then ``* sqrt(max(rows, cols))``, a float32 tensor: with ``rms_rate`` set, a
+        float64 update raises. With gradient accumulation only the update steps raise."""
+        s = self.gradient_accumulation_steps
+        if (self.rms_rate is None and self._rate.schedule is None) or (s and (self._iterations + 1) % s):
             return
-        for i, (p, to_adam) in enumerate(zip(params, adamw)):
-            if not to_adam and getattr(p, "dtype", None) == np.float64:
-                raise TypeError(f"params[{i}] is a float64 2-D param: Keras's Muon multiplies its float64 "
-                                "update by a float32 number (sqrt(max(rows, cols)), or a scheduled rate) and "
-                                "raises; so does scratchopt. Use float32, or rms_rate=None with a float rate")
+        rate = None if self._rate.schedule is None else np.asarray(lr).dtype
+        for g, p in zip(grads, params):
+            if self._adamw[self._index[id(p)]] if self.built else self.uses_adamw(p, None):
+                continue
+            update = np.result_type(g.dtype, p.dtype) if self.nesterov else p.dtype
+            where = f"params[{self._index[id(p)]}]" if self.built else f"a {p.shape} param"
+            if rate is not None and rate != update:
+                raise TypeError(f"{where}: its Muon update is {update} and the learning-rate schedule gives "
+                                f"{rate}: Keras's Muon multiplies the two (lr * update) and raises; so does "
+                                "scratchopt. Use a schedule of the params' dtype")
+            if self.rms_rate is not None and update == np.float64:
+                raise TypeError(f"{where}: its Muon update is float64 (a float64 2-D param, or a float64 "
+                                "gradient with nesterov): Keras's Muon multiplies it by a float32 number "
+                                "(sqrt(max(rows, cols))) and raises; so does scratchopt. Use float32, or "
+                                "rms_rate=None")
 
     def _decay(self, decaying, lr, fused):
         for w in decaying:
@@ -164,20 +177,28 @@ class Muon(Optimizer):
         m, v, _ = slots
         if v is not None:
             adam_scalars = {k: scalars[k] for k in ("alpha", "one_minus_beta_1", "one_minus_beta_2", "epsilon")}
-            engine.run(adam.update, g, var, slots, adam_scalars, fused)
+            engine.run(adam.update, g.astype(var.dtype, copy=False), var, slots, adam_scalars, fused)
             return
-        m[...] = m + (g + m * scalars["momentum_minus_one"])
+        # Keras's Muon path does not cast the gradient: a float64 one widens the float32
+        # matrix's sums (NumPy's promotion is Keras's), and each assignment casts back
+        m[...] = m + (g + m * scalars["momentum_minus_one"]).astype(m.dtype, copy=False)
         u = g + scalars["momentum"] * m if self.nesterov else m
         o = newton_schulz(u, self.ns_steps, self.muon_a, self.muon_b, self.muon_c)
         step = scalars["lr"] * o
         if self.rms_rate is not None:
             scale = np.sqrt(np.float32(max(var.shape)))  # float32, as Keras's sqrt of an int
             step = (step * var.dtype.type(scale)) * as_dtype(self.rms_rate, var.dtype)
-        var[...] = var - step
+        var[...] = var - step.astype(var.dtype, copy=False)
+
+    def _update(self, grads, indices, fused, ours, lr):
+        self._rate_of_step = lr  # the rate in its own dtype (a float64 schedule's stays float64)
+        super()._update(grads, indices, fused, ours, lr)
 
     def scalars(self, lr, step, dtype):
         t = dtype.type(step + 1)
-        adam_lr = dtype.type(np.float32(lr) * np.float32(self.adam_lr_ratio))
+        # Keras: learning_rate * adam_lr_ratio in the rate's own dtype, then cast to the param's
+        rate = self._rate_of_step
+        adam_lr = dtype.type(rate * rate.dtype.type(self.adam_lr_ratio))
         beta_1_power = power(cast(self.adam_beta_1, dtype), t)
         beta_2_power = power(cast(self.adam_beta_2, dtype), t)
         return {
