@@ -93,7 +93,8 @@ def test_bytes_model():
     expected = {"sgd": 12, "sgd_momentum": 20, "adam": 28, "adamw": 28, "adam_global_clip": 32,
                 "adam_1000": 28, "rmsprop": 20,
                 "rmsprop_centered": 28, "batchnorm": 32, "layernorm": 20, "dropout": 18, "clip_norm": 12,
-                "clip_global_norm": 12}
+                "clip_global_norm": 12, "nadam": 28, "adamax": 28, "adagrad": 20, "adadelta": 28, "ftrl": 28,
+                "lion": 20, "lamb": 40, "adafactor": 32, "schedule_free_adamw": 28, "loss_scale_adam": 32}
     assert {name: comp.bytes_per_element for name, comp in c.items()} == expected
     assert c["batchnorm"].elements(1050) == 1000  # whole rows of 100 features
     assert c["clip_global_norm"].elements(1002) == 1000 and c["adam_1000"].elements(10) == 1000

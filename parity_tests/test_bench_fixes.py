@@ -112,3 +112,26 @@ def test_the_clipped_adam_row_runs_against_torch():
     assert not results["errors"], results["errors"]
     methods = {r["backend"]: r["method"] for r in results["rows"]}
     assert "clip_grad_norm_" in methods["torch-foreach"] and set(methods) == {"numpy", "cpu-fused", "torch-foreach"}
+
+
+ISSUE_17_ROWS = ("nadam", "adamax", "adagrad", "adadelta", "ftrl", "lion", "lamb", "adafactor",
+                 "schedule_free_adamw", "loss_scale_adam")
+
+
+def test_every_other_keras_optimizer_is_a_row_against_its_peers(tf):
+    """Issue 17's bench rows: each optimizer on our paths, Keras's, TF's raw op where TF has
+    one, torch's where torch has one; a path that does not apply says why."""
+    pytest.importorskip("torch")
+    config = runner.Config(sizes=(1000,), components=ISSUE_17_ROWS, plan=fixed(1), devices=("cpu",),
+                           backends=("numpy", "cpu-fused", "keras-eager", "tf-raw-op", "torch-foreach"))
+    results = runner.run(config)
+    assert not results["errors"], results["errors"]
+    ran = {(r["component"], r["backend"]) for r in results["rows"]}
+    for name in ISSUE_17_ROWS:
+        assert {(name, "numpy"), (name, "keras-eager")} <= ran, name
+    assert {(n, "tf-raw-op") for n in ("adamax", "adagrad", "adadelta", "ftrl")} <= ran
+    assert {(n, "torch-foreach") for n in ("nadam", "adamax", "adagrad", "adadelta", "adafactor")} <= ran
+    assert {(n, "cpu-fused") for n in ("nadam", "adamax", "adagrad", "adadelta", "lion",
+                                       "schedule_free_adamw", "loss_scale_adam")} <= ran
+    notes = " ".join(str(u) for u in results["unavailable"])
+    assert "torch.optim has no Lion (pytorch#94904)" in notes and "torch.optim has no FTRL" in notes

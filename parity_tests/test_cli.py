@@ -68,6 +68,13 @@ def test_parity_job_exits_1_when_a_row_is_not_exact(tf, monkeypatch, capsys):
         return var - lr * m, m
 
     monkeypatch.setattr(SGD, "update", staticmethod(update))
+    from scratchopt.tools import parity
+
+    every = parity.entries()  # the optimizer rows and one of every other group: the failure and the rest
+    some = [c for c in every if c.group == "optimizers"][:6] + [next(c for c in every if c.group == g)
+                                                               for g in dict.fromkeys(c.group for c in every)
+                                                               if g != "optimizers"]
+    monkeypatch.setattr(parity, "entries", lambda: some)
     assert cli.main(["parity", "--steps", "3"]) == 1
     assert "✗" in capsys.readouterr().out
 
@@ -91,6 +98,28 @@ def test_demo_optimizers_float64_writes_the_figure_and_matches_keras(tf, tmp_pat
     # never silent: a line as each of the ten runs starts (stderr is not a terminal here)
     assert "[ 1/10] SGD: Keras model.fit, 2 epochs, float64" in err
     assert "[10/10] RMSprop: scratchopt Sequential.fit, 2 epochs, float64" in err
+
+
+def test_demo_optimizers_all_writes_the_second_figure(tf, tmp_path, capsys, monkeypatch):
+    """``--all``: the lesson's figure and a second one of every other optimizer (two of them
+    here, for time: ``test_nn.py`` runs each against Keras), each row of the table exact."""
+    from scratchopt.tools.demos import optimizers as lesson
+
+    monkeypatch.setattr(lesson, "OPTIMIZERS", {"Adam": lesson.OPTIMIZERS["Adam"]})
+    others = {k: lesson.OTHER_OPTIMIZERS[k] for k in ("Lion", "LossScaleOptimizer(Adam)")}
+    monkeypatch.setattr(lesson, "OTHER_OPTIMIZERS", others)
+    monkeypatch.setattr(lesson, "EVERY_OPTIMIZER", {**lesson.OPTIMIZERS, **others})
+    path = tmp_path / "optimizers.png"
+    assert cli.main(["demo", "optimizers", "--all", "--dtype", "float64", "--epochs", "1", "--out", str(path)]) == 0
+    second = tmp_path / "optimizers_all.png"
+    assert path.read_bytes()[:8] == second.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out, err = capsys.readouterr()
+    table = [line.split() for line in out.splitlines() if line.split()[:1] in (["Adam"], ["Lion"],
+                                                                                ["LossScaleOptimizer(Adam)"])]
+    assert len(table) == 3 and all(row[-1] == "0" for row in table), out
+    assert f"wrote {second}" in out and "[6/6] LossScaleOptimizer(Adam): scratchopt" in err
+    assert cli.main(["demo", "training", "--all"]) == 2
+    assert "--all draws the optimizers' second figure" in capsys.readouterr().err
 
 
 # --- usage errors: exit 2, the subcommand's usage, before any work --------------------------------

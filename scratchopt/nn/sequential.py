@@ -356,8 +356,16 @@ class Sequential:
         else:
             self.backward(self.loss.gradient(y, y_pred, logits=logits), from_logits=True)
         pairs = self._pairs()
-        self.optimizer.apply([layer.grads[key] for layer, key in pairs],
-                             [layer.params[key] for layer, key in pairs])
+        grads = [layer.grads[key] for layer, key in pairs]
+        # Keras's fit differentiates optimizer.scale_loss(loss) (a loss_scale_factor, or
+        # LossScaleOptimizer's dynamic scale), and apply() divides the gradients by the
+        # scale again: the gradients are scaled here. The same bits as Keras's when the
+        # scale is a power of two (LossScaleOptimizer's always is); otherwise TF's backward
+        # multiplies it in first, and the two differ by a rounding.
+        scale = self.optimizer.scale_loss(loss.dtype.type(1))
+        if scale != 1:
+            grads = [g * g.dtype.type(scale) for g in grads]
+        self.optimizer.apply(grads, [layer.params[key] for layer, key in pairs])
         return loss, y_pred
 
     def train_step(self, x, y):

@@ -301,6 +301,18 @@ class Optimizer(checks.Configurable):
         self._packed_grads = packing.gradient_views(self._packs, self._params)
         return list(self._packed_grads)
 
+    def scale_loss(self, loss):
+        """Keras's ``scale_loss``: ``loss * loss_scale_factor`` when one is set, else ``loss``.
+
+        ``model.fit`` differentiates the scaled loss, so the gradients come scaled, and
+        ``apply`` divides them by the factor again (``nn.Sequential`` does the same).
+        """
+        if self.loss_scale_factor is None:
+            return loss
+        if type(loss) in (int, float):  # a Python number: a float32 tensor in Keras
+            loss = as_dtype(loss, "float32")
+        return loss * as_dtype(self.loss_scale_factor, loss.dtype)
+
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
         """Exclude params (by identity) or names (regex search, as Keras) from weight decay.
 

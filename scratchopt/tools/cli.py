@@ -160,6 +160,10 @@ def _write_parity_json(path, results, steps, args):
 def demo(args):
     from .demos import augmentation, lstm, optimizers, schedules, training
 
+    if args.all and args.figure != "optimizers":
+        print(f"scratchopt demo: --all draws the optimizers' second figure; {args.figure} has none",
+              file=sys.stderr)
+        return 2
     path = Path(args.out) if args.out else OUTPUT_DIR / f"lesson_{args.figure}.png"
     if args.out is None:
         unwritable = _unwritable(path, directory=False)
@@ -170,7 +174,7 @@ def demo(args):
     _quiet_tensorflow()
     path.parent.mkdir(parents=True, exist_ok=True)
     if args.figure == "optimizers":
-        return optimizers.main(path, dtype=args.dtype, epochs=args.epochs or optimizers.EPOCHS)
+        return optimizers.main(path, dtype=args.dtype, epochs=args.epochs or optimizers.EPOCHS, every=args.all)
     if args.figure == "training":
         return training.main(path, dtype=args.dtype, epochs=args.epochs, dropout=not args.no_dropout,
                              quick=args.quick, runs=args.runs)
@@ -284,6 +288,9 @@ def build_parser():
     d.add_argument("--epochs", type=positive_int, default=None,
                    help="optimizers, training, lstm: epochs, at least 1 (default: optimizers 50, the "
                         "lesson's; training 15, or 2 with --quick; lstm 25)")
+    d.add_argument("--all", action="store_true",
+                   help="optimizers: also every other optimizer Keras ships, in a second figure "
+                        "(<PNG name>_all.png; about a minute per optimizer and framework for 50 epochs)")
     d.add_argument("--no-dropout", action="store_true",
                    help="training: every dropout rate 0 (in float64 the losses then follow Keras's epoch by epoch)")
     d.add_argument("--quick", action="store_true",

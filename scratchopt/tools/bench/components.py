@@ -36,6 +36,13 @@ one kernel; the NumPy row steps them one by one, as Keras and the TF raw op do; 
 ``foreach``/``fused`` step them all in one call. Compare its rows with ``adam``'s at the
 same size to see what 1000 tensors cost.
 
+The rest of Keras's optimizers (issue 17): Nadam, Adamax, Adadelta, Ftrl, ScheduleFreeAdamW
+28 B/elem (four arrays read, three written); Adagrad and Lion 20; Lamb 40 (its trust ratio
+needs the norms of ``w`` and of the update before the write: two passes); Adafactor on a
+1-D tensor (unfactored) 32 (the update's RMS clips it before the write: two passes);
+LossScaleOptimizer(Adam) 32 (the finiteness check, then Adam's pass). Muon is not a row: its
+2-D step is Newton-Schulz matrix products, compute-bound, which a bytes model does not bound.
+
 ``batchnorm``, ``layernorm`` and ``dropout`` are one training step each: forward with
 ``training=True`` and backward, on an input of shape ``(n / 100, 100)`` (100 channels or
 features). The model is what a fused kernel needs, not what a path does: the NumPy path
@@ -148,6 +155,32 @@ COMPONENTS = {c.name: c for c in [
     Component("rmsprop_centered", "RMSprop centered", "optimizer", (_update(4, 3),), 16, 14,
               "read g, w, v, avg_g; write w, v, avg_g",
               ("RMSprop", {"learning_rate": 0.001, "centered": True})),
+    # issue 17: the rest of Keras's optimizers, at Keras's defaults (Adagrad 0.01, Adadelta 1.0)
+    Component("nadam", "Nadam", "optimizer", (_update(4, 3),), 16, 12,
+              "read g, w, m, v; write w, m, v", ("Nadam", {"learning_rate": 0.001})),
+    Component("adamax", "Adamax", "optimizer", (_update(4, 3),), 16, 12,
+              "read g, w, m, u; write w, m, u", ("Adamax", {"learning_rate": 0.001})),
+    Component("adagrad", "Adagrad", "optimizer", (_update(3, 2),), 12, 10,
+              "read g, w, accumulator; write w, accumulator", ("Adagrad", {"learning_rate": 0.01})),
+    Component("adadelta", "Adadelta", "optimizer", (_update(4, 3),), 16, 12,
+              "read g, w, two accumulators; write w and them", ("Adadelta", {"learning_rate": 1.0})),
+    Component("ftrl", "Ftrl", "optimizer", (_update(4, 3),), 16, 14,
+              "read g, w, accumulator, linear; write w, accumulator, linear", ("Ftrl", {"learning_rate": 0.001})),
+    Component("lion", "Lion", "optimizer", (_update(3, 2),), 12, 10,
+              "read g, w, m; write w, m", ("Lion", {"learning_rate": 0.0001})),
+    Component("lamb", "Lamb", "optimizer",
+              (Pass((F32,) * 4, (F32, F32), in_place=2), Pass((F32,) * 3, (F32,), in_place=1)), 16, 16,
+              "read g, w, m, v; write m, v (summing |w|^2 and |r|^2); read m, v, w; write w (the trust ratio)",
+              ("Lamb", {"learning_rate": 0.001})),
+    Component("adafactor", "Adafactor (1-D: unfactored)", "optimizer",
+              (Pass((F32,) * 3, (F32,), in_place=1), Pass((F32,) * 3, (F32,), in_place=1)), 12, 14,
+              "read g, w, v; write v (summing rms(w), rms(u)); read g, v, w; write w", ("Adafactor", {})),
+    Component("schedule_free_adamw", "ScheduleFreeAdamW", "optimizer", (_update(4, 3),), 16, 12,
+              "read g, w, z, v; write w, z, v", ("ScheduleFreeAdamW", {})),
+    Component("loss_scale_adam", "LossScaleOptimizer(Adam)", "optimizer",
+              (Pass((F32,), reduce=True), _update(4, 3)), 16, 12,
+              "all(isfinite(g)); read g, w, m, v; write w, m, v (the unscaling in the same pass)",
+              ("LossScaleOptimizer", {"inner_optimizer": ("Adam", {"learning_rate": 0.001})})),
     Component("batchnorm", "BatchNormalization fwd+bwd", "layer", _two_pass_norm, 16, 16,
               "sum x; read x, write y; sum x*dy, dy; read x, dy, write dx"),
     Component("layernorm", "LayerNormalization fwd+bwd", "layer", _one_pass_norm, 16, 16,

@@ -71,11 +71,17 @@ def _optimizer(backend, component, data):
     from ... import optimizers
 
     name, kwargs = component.optimizer
+    kwargs = dict(kwargs)
+    if "inner_optimizer" in kwargs:  # LossScaleOptimizer: (class, arguments) of the wrapped one
+        inner, inner_kwargs = kwargs["inner_optimizer"]
+        kwargs["inner_optimizer"] = getattr(optimizers, inner)(**inner_kwargs)
     opt = getattr(optimizers, name)(**kwargs)
     params = [a.copy() for a in split(data["w"], component.tensors)]
     grads = split(data["g"], component.tensors)
     path = {"numpy": "numpy", "cpu-fused": "fused", "cupy": "numpy", "cupy-fused": "fused"}[backend]
     opt.backend = path
+    if hasattr(opt, "inner_optimizer"):  # LossScaleOptimizer: the wrapped optimizer runs the rule
+        opt.inner_optimizer.backend = path
     where = {"numpy": "NumPy path", "cpu-fused": "fused path", "cupy": "CuPy path",
              "cupy-fused": "fused CuPy path"}[backend]
     if component.tensors > 1:

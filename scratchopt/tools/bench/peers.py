@@ -44,13 +44,17 @@ def applies(peer, component):
     family = component.family
     return {
         "keras-eager": family in ("optimizer", "layer"),
-        "tf-raw-op": (family == "optimizer" and component.name != "adam_global_clip")
-        or component.name == "batchnorm",
+        "tf-raw-op": component.name in _RAW_OPS,
         "tf-eager": family == "clipping",
         "torch-foreach": family in ("optimizer", "clipping"),
         "torch-fused": family == "optimizer",
         "torch-eager": family == "layer",
     }[peer]
+
+
+#: The components with a TF raw op (``tf.raw_ops.ResourceApply*``, ``FusedBatchNormV3``).
+_RAW_OPS = ("sgd", "sgd_momentum", "adam", "adamw", "adam_1000", "rmsprop", "rmsprop_centered", "adamax",
+            "adagrad", "adadelta", "ftrl", "batchnorm")
 
 
 def _installed(module):
@@ -154,8 +158,11 @@ def _optimizer_kwargs(component):
 def _keras_eager(component, data):
     tf, keras = tensorflow(), _keras()
     if component.family == "optimizer":
-        name = component.optimizer[0]
-        opt = getattr(keras.optimizers, name)(**_optimizer_kwargs(component))
+        name, kwargs = component.optimizer[0], _optimizer_kwargs(component)
+        if "inner_optimizer" in kwargs:  # LossScaleOptimizer
+            inner, inner_kwargs = kwargs["inner_optimizer"]
+            kwargs["inner_optimizer"] = getattr(keras.optimizers, inner)(**inner_kwargs)
+        opt = getattr(keras.optimizers, name)(**kwargs)
         variables = [keras.Variable(w) for w in split(data["w"], component.tensors)]
         grads = [tf.constant(g) for g in split(data["g"], component.tensors)]
         opt.apply(grads, variables)  # builds the slots
@@ -245,6 +252,27 @@ def _tf_apply(tf, name, kw, c, var, grad):
             return adam()
 
         return adamw, "w*wd*lr + AssignSubVariableOp, then ResourceApplyAdam (no fused AdamW in TF)"
+    if name == "adamax":
+        m, u = slot(), slot()
+        b1 = c(0.9)
+        return (lambda: raw.ResourceApplyAdaMax(var=var.handle, m=m.handle, v=u.handle, beta1_power=b1, lr=lr,
+                                                beta1=b1, beta2=c(0.999), epsilon=c(1e-7), grad=grad),
+                "ResourceApplyAdaMax")
+    if name == "adagrad":
+        accum = tf.Variable(tf.fill(var.shape, 0.1))
+        return (lambda: raw.ResourceApplyAdagradV2(var=var.handle, accum=accum.handle, lr=lr, epsilon=c(1e-7),
+                                                   grad=grad),
+                "ResourceApplyAdagradV2")
+    if name == "adadelta":
+        accum, update = slot(), slot()
+        return (lambda: raw.ResourceApplyAdadelta(var=var.handle, accum=accum.handle, accum_update=update.handle,
+                                                  lr=lr, rho=c(0.95), epsilon=c(1e-7), grad=grad),
+                "ResourceApplyAdadelta")
+    if name == "ftrl":
+        accum, linear = tf.Variable(tf.fill(var.shape, 0.1)), slot()
+        return (lambda: raw.ResourceApplyFtrlV2(var=var.handle, accum=accum.handle, linear=linear.handle, grad=grad,
+                                                lr=lr, l1=c(0.0), l2=c(0.0), l2_shrinkage=c(0.0), lr_power=c(-0.5)),
+                "ResourceApplyFtrlV2")
     ms, mom = slot(), slot()
     rho, momentum, eps = c(0.9), c(0.0), c(1e-7)
     if name == "rmsprop":
@@ -268,7 +296,21 @@ def _tf_eager(component, data):
 
 # --- PyTorch ----------------------------------------------------------------------------------
 
+#: Where torch.optim has no counterpart: the reason, shown as the row's note.
+_NOT_IN_TORCH = {
+    "ftrl": "torch.optim has no FTRL",
+    "lion": "torch.optim has no Lion (pytorch#94904)",
+    "lamb": "torch.optim has no LAMB (pytorch#94904)",
+    "schedule_free_adamw": "torch.optim has no schedule-free AdamW (it is in the schedulefree package)",
+    "loss_scale_adam": "torch scales losses with torch.amp.GradScaler, not an optimizer",
+}
+
 _TORCH_OPTIMIZERS = {
+    "nadam": ("NAdam", {"lr": 1e-3, "eps": 1e-7}),
+    "adamax": ("Adamax", {"lr": 1e-3, "eps": 1e-7}),
+    "adagrad": ("Adagrad", {"lr": 0.01, "initial_accumulator_value": 0.1, "eps": 1e-7}),
+    "adadelta": ("Adadelta", {"lr": 1.0, "rho": 0.95, "eps": 1e-7}),
+    "adafactor": ("Adafactor", {}),
     "sgd": ("SGD", {"lr": 0.01}),
     "sgd_momentum": ("SGD", {"lr": 0.01, "momentum": 0.9}),
     "adam": ("Adam", {"lr": 1e-3, "eps": 1e-7}),
@@ -287,6 +329,8 @@ def _torch(peer, component, data, device):
         return torch.from_dlpack(a).clone()
 
     if component.family == "optimizer":
+        if component.name in _NOT_IN_TORCH:
+            raise Unavailable(_NOT_IN_TORCH[component.name])
         clipped = component.name == "adam_global_clip"
         name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip")
                                          else component.name]
