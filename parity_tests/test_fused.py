@@ -154,6 +154,41 @@ def test_fused_matches_numpy_on_large_arrays(info, size, data):
 
 
 @needs_numba
+@pytest.mark.parametrize("pack", [False, True], ids=["tensors", "packed"])
+@pytest.mark.parametrize("clip", [{"clipnorm": 0.5}, {"global_clipnorm": 0.5}], ids=["clipnorm", "global"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_norm_clipping_runs_inside_the_rules_pass_with_the_same_bits(dtype, clip, pack):
+    """Issue 16: on the fused path the clipping factors go into the rule's kernel
+    (``prescale``), which scales each gradient element as it reads it: no clipped copy is
+    made (``clipping.by_norm`` / ``by_global_norm`` do not run), and the bits are the NumPy
+    path's (which clips first), NaN and inf norms included. clipnorm on a packed buffer
+    (one norm per tensor) clips first."""
+    from scratchopt.optimizers import clipping
+
+    rng = np.random.default_rng(0)
+    params = [mixed(rng, n, dtype) for n in (3, 1000, 70001)]
+    steps = [[mixed(rng, p.size, dtype, nonfinite=k == 3) * 10 for p in params] for k in range(4)]
+    kwargs = {"learning_rate": 0.01, **clip}
+    reference = trajectory(Adam, kwargs, params, steps, backend="numpy", pack=pack)
+    clip_first = "clipnorm" in clip and pack
+    with mock.patch.object(fused, "run", wraps=fused.run) as spy, \
+            mock.patch.object(clipping, "by_norm", wraps=clipping.by_norm) as by_norm, \
+            mock.patch.object(clipping, "by_global_norm", wraps=clipping.by_global_norm) as by_global:
+        ours = trajectory(Adam, kwargs, params, steps, backend="fused", pack=pack)
+    assert_same_runs(reference, ours, f"{clip} {dtype} {pack}")
+    prescales = [call.args[3] if len(call.args) > 3 else call.kwargs.get("prescale") for call in spy.call_args_list]
+    assert spy.called and all((p is None) == clip_first for p in prescales), prescales
+    assert (by_norm.called or by_global.called) == clip_first
+
+
+def test_the_kernel_reads_the_clipped_gradient():
+    text = fused.source(sgd.update, (False, False, True), ("lr", "momentum", "nesterov"), {"nesterov": False},
+                        parallel=False, scaling=2)
+    assert "_rule((g[_i] * _clip_c) / _clip_d, var[_i], None, lr, momentum, False)" in text
+    assert "def _chunk(g, var, lr, momentum, _clip_c, _clip_d):" in text
+
+
+@needs_numba
 @pytest.mark.skipif(not FTZ_SUPPORTED, reason="flush-to-zero is only set on x86-64 with glibc")
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_every_thread_follows_the_callers_flush_mode(dtype):
@@ -215,7 +250,7 @@ def test_the_kernel_goes_parallel_above_the_crossover_and_only_with_threads():
     def parallel_flags(size):
         with mock.patch.object(fused._kernels, "get", wraps=fused._kernels.get) as spy:
             Adam(0.1).apply([np.ones(size, np.float32)], [np.ones(size, np.float32)])
-        return [call.args[-1] for call in spy.call_args_list]
+        return [call.args[4] for call in spy.call_args_list]  # (rule, missing, scalars, literals, parallel, scaling)
 
     crossover = fused.PARALLEL_MIN_BYTES // 4
     assert parallel_flags(crossover - 1) == [False]

@@ -42,6 +42,8 @@ import operator
 import re
 import warnings
 
+import numpy as np
+
 
 from .. import checks
 from ..backend import namespace
@@ -503,17 +505,52 @@ class Optimizer(checks.Configurable):
             self._update_moving_averages()
 
     def _update(self, grads, indices, fused, ours, lr):
-        """Clip, decay the weights, then run the rule over each (gradient, variable, slots)."""
-        clipped = self._clip(grads)
+        """Clip, decay the weights, then run the rule over each (gradient, variable, slots).
+
+        Norm clipping on the fused path is not a pass of its own: its factors are computed
+        (the norms need their own read of the gradients) and handed to the rule's kernel,
+        which scales each gradient element as it reads it (``_clip_in_the_rule``)."""
+        prescales = self._clip_in_the_rule(grads, indices, fused)
+        clipped = grads if prescales else self._clip(grads)
         ours = ours and clipped is grads
         triples, decaying = self._triples(clipped, indices, ours)
         self._decay(decaying, lr, fused)
         scalars = {}
-        for g, var, slots in triples:
+        for k, (g, var, slots) in enumerate(triples):
             dtype = var.dtype
             if dtype not in scalars:
                 scalars[dtype] = self.scalars(dtype.type(lr), self.iterations, dtype)
-            self.run_rule(g, var, slots, scalars[dtype], fused)
+            if prescales:
+                engine.run(self.update, g, var, slots, scalars[dtype], fused, prescales[k])
+            else:
+                self.run_rule(g, var, slots, scalars[dtype], fused)
+
+    def _clip_in_the_rule(self, grads, indices, fused):
+        """Per triple of ``_triples``, the clipping factors the rule's kernel applies as it
+        reads the gradient (``engine.run(..., prescale=...)``); None to clip first.
+
+        Where the bits cannot differ: norm clipping (``clipnorm``, ``global_clipnorm``), on
+        the fused path, for a rule the engine runs (not ``per_tensor``, no own
+        ``run_rule``), each gradient already of its param's dtype (Keras clips before the
+        cast). ``clipnorm`` needs one tensor per triple (no packed buffers); a global
+        scale is one number for every triple.
+        """
+        if not fused or self.per_tensor or type(self).run_rule is not Optimizer.run_rule:
+            return None
+        by_norm = bool(self.clipnorm and self.clipnorm > 0)
+        by_global = not by_norm and bool(self.global_clipnorm and self.global_clipnorm > 0)
+        if not (by_norm or by_global) or (by_norm and self._packs):
+            return None
+        if any(g.dtype != self._params[i].dtype or not isinstance(g, np.ndarray)
+               for g, i in zip(grads, indices)):
+            return None
+        if by_norm:
+            clipping._no_half(grads, "clipnorm")
+            return [clipping.norm_factors(g, self.clipnorm) for g in grads]
+        scale = clipping.global_scale(grads, self.global_clipnorm)
+        if any(g.dtype != scale.dtype for g in grads):
+            return None
+        return [(scale,)] * len(grads)  # a packed buffer is one triple of several gradients
 
     def _decay(self, decaying, lr, fused):
         """Weight decay on the weights ``decaying``, before the rule (Muon decays by two rates)."""

@@ -113,12 +113,23 @@ def by_norm(grads, clipnorm):
     _no_half(grads, "clipnorm")
 
     def clip(g):
-        c = as_dtype(clipnorm, g.dtype)
-        l2sum = sum_of_squares(g)  # reduce_sum(g * g), without the temporary when compiled
-        l2norm = sqrt(l2sum) if l2sum > 0 else l2sum  # TF's "two-tap where": NaN stays NaN
-        return (g * c) / maximum(l2norm, c)
+        c, d = norm_factors(g, clipnorm)
+        return (g * c) / d
 
     return [None if g is None else clip(g) for g in grads]
+
+
+def norm_factors(g, clipnorm):
+    """``(c, d)`` of ``clip_by_norm``'s ``(g * c) / d``: ``c`` the limit, ``d = max(norm, c)``.
+
+    The optimizers' fused step multiplies and divides inside the rule's own pass
+    (``engine.run(..., prescale=(c, d))``), the same two operations per element, so the
+    clipped copy of ``g`` is never written.
+    """
+    c = as_dtype(clipnorm, g.dtype)
+    l2sum = sum_of_squares(g)  # reduce_sum(g * g), without the temporary when compiled
+    l2norm = sqrt(l2sum) if l2sum > 0 else l2sum  # TF's "two-tap where": NaN stays NaN
+    return c, maximum(l2norm, c)
 
 
 def global_norm(grads):
@@ -180,10 +191,16 @@ def by_global_norm(grads, global_clipnorm):
     """``clip_by_global_norm`` of checked gradients (the optimizers' step)."""
     if all(g is None for g in grads):
         return list(grads)
+    scale = global_scale(grads, global_clipnorm)
+    return [None if g is None else g * scale for g in grads]
+
+
+def global_scale(grads, global_clipnorm):
+    """The one factor ``clip_by_global_norm`` multiplies every gradient by (the fused step
+    multiplies inside the rule's pass: ``engine.run(..., prescale=(scale,))``)."""
     norm = _global_norm(grads)
     dtype = norm.dtype
     scale = as_dtype(global_clipnorm, dtype) * minimum(
         as_dtype(1.0, dtype) / norm, as_dtype(1.0 / global_clipnorm, dtype)
     )
-    scale = scale + (norm - norm)
-    return [None if g is None else g * scale for g in grads]
+    return scale + (norm - norm)

@@ -74,7 +74,7 @@ def wants_fused(backend, params):
     return True
 
 
-def run(rule, g, var, slots, scalars, fused=True):
+def run(rule, g, var, slots, scalars, fused=True, prescale=None):
     """``var, *slots = rule(g, var, *slots, **scalars)``, written back in place.
 
     ``slots`` are in the order of the rule's parameters (None for an unused one). With
@@ -82,12 +82,25 @@ def run(rule, g, var, slots, scalars, fused=True):
     cannot compile for these inputs falls back, with one warning per kernel, and other
     inputs still try: ``fusion.Fallbacks``); otherwise, and for other arrays (a byte order
     not the machine's, say), the rule runs as array code.
+
+    ``prescale``: the gradient's norm clipping, ``(c, d)`` for ``(g * c) / d`` or ``(s,)``
+    for ``g * s`` (``clipping.norm_factors``, ``clipping.global_scale``). The fused CPU
+    kernel does it in the rule's own pass; array code first makes the clipped copy.
     """
     arrays = [g, var, *slots]
     if fused:
         path = fused_cpu if isinstance(var, np.ndarray) else fused_gpu
-        if path.available() and path.eligible(arrays) and path.run(rule, arrays, scalars):
-            return
+        if path is fused_cpu:
+            if path.available() and path.eligible(arrays) and path.run(rule, arrays, scalars, prescale):
+                return
+        else:
+            if prescale:
+                g = arrays[0] = _prescaled(g, prescale)
+                prescale = None
+            if path.available() and path.eligible(arrays) and path.run(rule, arrays, scalars):
+                return
+    if prescale:
+        g = arrays[0] = _prescaled(g, prescale)
     block = BLOCK_BYTES // var.itemsize
     if (var.size <= block or namespace(var) is not np
             or not all(a is None or a.flags.c_contiguous for a in arrays)):
@@ -97,6 +110,11 @@ def run(rule, g, var, slots, scalars, fused=True):
     for start in range(0, var.size, block):
         part = [None if a is None else a[start:start + block] for a in flat]
         _write_back(part[1:], rule(*part, **scalars))
+
+
+def _prescaled(g, prescale):
+    """The clipped gradient, as the clipping functions compute it."""
+    return (g * prescale[0]) / prescale[1] if len(prescale) == 2 else g * prescale[0]
 
 
 def _write_back(states, results):

@@ -104,10 +104,13 @@ def eligible(arrays):
     return True
 
 
-def run(rule, arrays, scalars):
+def run(rule, arrays, scalars, prescale=None):
     """``var, *slots = rule(g, var, *slots, **scalars)``, in place, through a fused kernel.
 
     ``arrays`` is ``[g, var, *slots]`` (None for an unused slot) and must be ``eligible``.
+    ``prescale``: the gradient's clipping, done in the same pass: ``(c, d)`` for
+    ``(g * c) / d`` (clipnorm), ``(s,)`` for ``g * s`` (global_clipnorm), scalars of the
+    arrays' dtype.
     Returns True; or False, having changed nothing, when numba cannot compile the rule
     for these inputs (a custom optimizer's rule may use what numba does not support): the
     caller then runs the NumPy path, and a ``RuntimeWarning`` says why, once per kernel
@@ -116,12 +119,15 @@ def run(rule, arrays, scalars):
     literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     parallel = arrays[1].nbytes >= PARALLEL_MIN_BYTES and _threads() > 1
     missing = tuple(a is None for a in arrays)
+    scaling = len(prescale) if prescale else 0
+    if scaling:
+        values = values + [arrays[1].dtype.type(x) for x in prescale]
     if _fallbacks.failed(rule) and _failure_key(rule, missing, scalars, literals, parallel, arrays, values) in _fallbacks:
         return False
     import numba
 
     try:
-        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals), parallel)
+        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals), parallel, scaling)
         # numba compiles a new signature before running it, and a compiled kernel cannot
         # raise (no bounds checks, IEEE division): an error here means nothing was written.
         kernel(*[a.reshape(-1) for a in arrays if a is not None], *values)
@@ -162,18 +168,22 @@ def _jit_rule(rule):
     return numba.njit(function, fastmath=False, error_model="numpy")
 
 
-def source(rule, missing, scalar_names, literals, parallel):
+def source(rule, missing, scalar_names, literals, parallel, scaling=0):
     """The Python source of the kernel for ``rule``: ``_chunk`` and the entry point ``_kernel``.
 
     ``missing[k]`` says whether the rule's k-th array argument is None this time;
-    ``literals`` maps the bool/None scalars (written into the loop) to their values.
+    ``literals`` maps the bool/None scalars (written into the loop) to their values;
+    ``scaling``: the gradient is clipped in the loop, ``(g[_i] * _c) / _d`` (2: clipnorm)
+    or ``g[_i] * _c`` (1: global_clipnorm), the clipping functions' own operations.
     """
     array_names, keyword_names = fusion.rule_signature(rule, missing, scalar_names)
     arrays = [n for n, gone in zip(array_names, missing) if not gone]
-    values = [n for n in scalar_names if n not in literals]
+    values = [n for n in scalar_names if n not in literals] + ["_clip_c", "_clip_d"][:scaling]
     arguments = ", ".join(arrays + values)
-    call = ", ".join([f"{n}[_i]" if not gone else "None" for n, gone in zip(array_names, missing)]
-                     + [repr(literals[n]) if n in literals else n for n in keyword_names])
+    reads = [f"{n}[_i]" if not gone else "None" for n, gone in zip(array_names, missing)]
+    if scaling and not missing[0]:
+        reads[0] = f"({reads[0]} * _clip_c) / _clip_d" if scaling == 2 else f"{reads[0]} * _clip_c"
+    call = ", ".join(reads + [repr(literals[n]) if n in literals else n for n in keyword_names])
     lines = [f"def _chunk({arguments}):",
              f"    for _i in range({array_names[1]}.size):",
              f"        _r = _rule({call})"]
@@ -206,11 +216,11 @@ def source(rule, missing, scalar_names, literals, parallel):
     return "\n".join(lines) + "\n"
 
 
-def _compile(rule, missing, scalar_names, literals, parallel):
+def _compile(rule, missing, scalar_names, literals, parallel, scaling=0):
     import numba
 
     literals = dict(literals)
-    text = source(rule, missing, scalar_names, literals, parallel)
+    text = source(rule, missing, scalar_names, literals, parallel, scaling)
     namespace = {"_rule": _jit_rule(rule), "_prange": numba.prange, "_FTZ_DAZ": np.uint32(FTZ_DAZ),
                  "_get_num_threads": numba.get_num_threads}
     if _X86:
@@ -222,7 +232,7 @@ def _compile(rule, missing, scalar_names, literals, parallel):
     return numba.njit(namespace["_kernel"], parallel=parallel, **options)
 
 
-_kernels = fusion.KernelCache(_compile)  # (rule, missing, scalar names, literals, parallel) -> kernel
+_kernels = fusion.KernelCache(_compile)  # (rule, missing, scalar names, literals, parallel, scaling) -> kernel
 
 
 @functools.cache
