@@ -37,6 +37,9 @@ from .libm import power
 #: SIMD lanes of the TF wheel's CPU kernels (AVX: 256-bit registers).
 LANES = {np.dtype(np.float32): 8, np.dtype(np.float64): 4}
 _LN2 = 0.693147180559945309417232121458176568
+#: Elements per block of ``power_array`` (a multiple of every packet size): 16384 float32
+#: elements are 64 KiB an array (as the engine's blocks; 3-4x faster than one whole call at 1e6).
+_BLOCK = 16384
 
 
 def _split(x):
@@ -291,8 +294,11 @@ def power_array(x, y):
     x, y = x.reshape(-1), y.reshape(-1)
     whole = x.size - x.size % LANES[dtype]
     out = np.empty(x.size, dtype)
-    if whole:
-        out[:whole] = generic_pow(x[:whole], y[:whole])
+    # generic_pow is elementwise: blocks that fit the cache give the whole call's bits, with
+    # its ~40 temporaries recycled in the cache instead of streamed through memory
+    for start in range(0, whole, _BLOCK):
+        end = min(start + _BLOCK, whole)
+        out[start:end] = generic_pow(x[start:end], y[start:end])
     if whole < x.size:
         out[whole:] = power(x[whole:], y[whole:])
     return out.reshape(shape)
