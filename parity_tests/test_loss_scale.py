@@ -152,3 +152,15 @@ def test_a_copy_steps_its_own_params():
         twin.apply([np.ones(3, np.float32)])
         assert twin.iterations == 2 and twin.dynamic_scale == np.float32(32768.0 * 4)
     assert opt.iterations == 1 and same_bits(w[0], opt.params[0])
+
+
+def test_every_optimizer_scales_a_loss_as_keras_and_refuses_a_non_float_one():
+    """The base optimizer's ``scale_loss`` (what ``Sequential.fit`` differentiates): Keras's
+    ``loss * loss_scale_factor``, the loss itself without one."""
+    from scratchopt.optimizers import Adam
+
+    opt = Adam(loss_scale_factor=128.0)
+    assert opt.scale_loss(np.float64(0.5)) == 64.0 and opt.scale_loss(0.5).dtype == np.float32
+    assert Adam().scale_loss(0.5) == 0.5
+    with pytest.raises(TypeError, match="`loss` must be a float"):
+        opt.scale_loss("0.5")

@@ -313,6 +313,8 @@ class Optimizer(checks.Configurable):
             return loss
         if type(loss) in (int, float):  # a Python number: a float32 tensor in Keras
             loss = as_dtype(loss, "float32")
+        if getattr(getattr(loss, "dtype", None), "kind", None) != "f":
+            raise TypeError(f"`loss` must be a float number or array, got {type(loss).__name__}: {loss!r:.80}")
         return loss * as_dtype(self.loss_scale_factor, loss.dtype)
 
     def exclude_from_weight_decay(self, var_list=None, var_names=None):
