@@ -129,8 +129,8 @@ def test_cli_writes_json_table_and_plots(tmp_path, capsys):
 
 
 def test_cli_refuses_unknown_names(capsys):
-    assert cli.main(["bench", "--components", "adamax"]) == 2
-    assert "unknown adamax" in capsys.readouterr().err
+    assert cli.main(["bench", "--components", "adamw_typo"]) == 2
+    assert "unknown adamw_typo" in capsys.readouterr().err
     assert report.size_label(10**7) == "1e7" and report.seconds(2.5e-6) == "2.5 µs"
 
 

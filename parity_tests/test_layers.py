@@ -236,6 +236,11 @@ def scales(layer, x, dy, training):
         if stats:  # + dmean/N + 2 * (dvar/N) * (x - mean), dvar = -0.5 * dr * r**3
             dx_scale = dx_scale + mean_term + dr * r**3 / n * (ax + am)
     lane = np.broadcast_to(np.arange(r.size).reshape(r.shape), x.shape)
+    # epsilon 0 and a zero variance (constant inputs): r is infinite in exact arithmetic, and
+    # a term 0 * inf makes the scale NaN. Such an output has no finite scale (float32 rounds
+    # the variance to something tiny, and the outputs to whatever that gives): inf, not NaN.
+    # Found by the ci profile: x constant 22.320942 along the axis, epsilon 0, dy 0 there.
+    y_scale, dx_scale, dgamma_scale = (np.where(np.isnan(a), np.inf, a) for a in (y_scale, dx_scale, dgamma_scale))
     return y_scale, dx_scale, dgamma_scale, lane, r.size
 
 
