@@ -176,3 +176,15 @@ def test_norm_clipping_refuses_float16_and_the_optimizer_step_changes_nothing(fn
     with pytest.raises(TypeError, match="grads\\[0\\] is float16"):
         opt.apply([np.ones(2, np.float16)], params)
     assert opt.iterations == 0 and (params[0] == 1).all()
+
+
+def test_a_python_float_becomes_float16_through_float32_as_in_tf(tf):
+    """TF makes a float16 tensor of a Python float via float32 (two roundings): as_dtype
+    does the same, so a float16 gradient divided by a loss_scale_factor matches (found by
+    the ci profile: 980.2500072678538 is 980.0 to TF, 980.5 rounded once)."""
+    from scratchopt.numerics import as_dtype
+
+    rng = np.random.default_rng(0)
+    values = [980.2500072678538] + list(rng.uniform(-7e4, 7e4, 300)) + list(10.0 ** rng.uniform(-8, 4, 300))
+    for v in map(float, values):
+        assert as_dtype(v, "float16").tobytes() == tf.constant(v, tf.float16).numpy().tobytes(), v
