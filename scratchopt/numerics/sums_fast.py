@@ -319,7 +319,8 @@ def _kernels(packet, transform):
 
         return numba.njit(parallel=parallel, **options)(column_sums)
 
-    return {"leaf": leaf, "tree_serial": tree_serial, "tree_parallel": tree_parallel,
+    return {"leaf": leaf, "mxcsr": (get_mxcsr, set_mxcsr, FTZ_DAZ),
+            "tree_serial": tree_serial, "tree_parallel": tree_parallel,
             "rows": {False: rows_kernel(False), True: rows_kernel(True)},
             "slab": {False: slab_kernel(False), True: slab_kernel(True)},
             "sequential": {False: sequential_kernel(False), True: sequential_kernel(True)},

@@ -35,6 +35,11 @@ from .. import checks
 from ..backend import namespace
 from ..numerics import reduce_sum_over, rsqrt, rsqrt_grad, tf_arithmetic
 from ..nn.layer import Layer, as_float, as_int, moments, normalize_axis
+from . import normalization_fast
+
+
+def _reshaped(arrays, shape):
+    return tuple(a.reshape(shape) for a in arrays)
 
 
 class BatchNormalization(Layer):
@@ -123,24 +128,26 @@ class BatchNormalization(Layer):
         shape = [1] * x.ndim  # (C,) arrays, broadcast along the channel axis
         shape[self._axis] = x.shape[self._axis]
         batch_stats = bool(training) and self.trainable
+        fast = normalization_fast.wanted(x, self._axis == x.ndim - 1)  # the same bits, compiled
         with tf_arithmetic():
             if batch_stats:
-                mean, var = moments(x, axes)
+                mean, var = (_reshaped(normalization_fast.batch_moments(x), shape) if fast
+                             else moments(x, axes))
                 self._update_moving(mean.reshape(-1), var.reshape(-1))
             else:  # copies: backward must see these values, not later updates
                 mean = self.moving_mean.reshape(shape).copy()
                 var = self.moving_variance.reshape(shape).copy()
             gamma = self.gamma.reshape(shape).copy() if self.scale else None
             beta = self.beta.reshape(shape) if self.center else None
-            y, r, inv = self._normalize(x, mean, var, gamma, beta)
+            y, r, inv, kept = self._normalize(x, mean, var, gamma, beta, fast)
         # Copies of x and gamma: backward uses this call's values, as Keras's tape does, even
         # if the caller changes the input (or an optimizer gamma) in place before backward.
-        self._last = {"x": x.copy(order="K"), "axes": axes, "mean": mean, "r": r, "inv": inv,
-                      "gamma": gamma, "batch_stats": batch_stats}
+        self._last = {"x": x.copy(order="K") if kept is None else kept, "axes": axes, "mean": mean,
+                      "r": r, "inv": inv, "gamma": gamma, "batch_stats": batch_stats, "fast": fast}
         return y
 
-    def _normalize(self, x, mean, var, gamma, beta):
-        """The normalization, with the batch's statistics or the moving ones.
+    def _normalize(self, x, mean, var, gamma, beta, fast=False):
+        """The normalization, with the batch's statistics or the moving ones: ``(y, r, inv, kept)``.
 
         Textbook (Ioffe & Szegedy, 2015)         Keras / TF (this code)
         -----------------------------------      ------------------------------------------
@@ -149,12 +156,16 @@ class BatchNormalization(Layer):
                                                  y   = x * inv + (beta - mean * inv)
                                                        (+ (-mean * inv) if center=False)
 
-        ``eps`` is a Python double rounded once to the input's dtype.
+        ``eps`` is a Python double rounded once to the input's dtype. ``fast``: the last
+        line compiled, writing ``kept`` (backward's copy of ``x``) in the same pass.
         """
         r = rsqrt(var + x.dtype.type(self.epsilon))
         inv = r * gamma if self.scale else r
         shift = beta - mean * inv if self.center else (-mean) * inv
-        return x * inv + shift, r, inv
+        if fast:
+            y, kept = normalization_fast.batch_output(x, inv, shift)
+            return y, r, inv, kept
+        return x * inv + shift, r, inv, None
 
     def _update_moving(self, mean, var):
         """The moving averages, after each training call (in place).
@@ -191,14 +202,20 @@ class BatchNormalization(Layer):
         t = x.dtype.type
         n = t(x.size // max(mean.size, 1))
         with tf_arithmetic():
-            dbeta = reduce_sum_over(dy, axes, keepdims=True)
-            dinv = reduce_sum_over(x * dy, axes, keepdims=True) + (-dbeta) * mean
+            if last["fast"]:  # both sums in one compiled pass, the same bits
+                dbeta, x_dy = _reshaped(normalization_fast.batch_backward_sums(x, dy), mean.shape)
+            else:
+                dbeta, x_dy = reduce_sum_over(dy, axes, keepdims=True), reduce_sum_over(x * dy, axes, keepdims=True)
+            dinv = x_dy + (-dbeta) * mean
             dgamma = dinv * r
-            dx = dy * inv
             if last["batch_stats"]:
                 dvar = rsqrt_grad(r, dinv * gamma if self.scale else dinv)
                 dmean = (-dbeta) * inv
-                dx = (dx + dmean / n) + (t(2) * (dvar / n)) * (x - mean)
+                a, b = dmean / n, t(2) * (dvar / n)
+                dx = (normalization_fast.batch_dx(x, dy, inv, a, b, mean, True) if last["fast"]
+                      else (dy * inv + a) + b * (x - mean))
+            else:
+                dx = normalization_fast.batch_dx(x, dy, inv, inv, inv, mean, False) if last["fast"] else dy * inv
         self.grads = {}
         if self.scale:
             self.grads["gamma"] = dgamma.reshape(-1)

@@ -42,6 +42,7 @@ from ..numerics import (
     tf_arithmetic,
 )
 from ..nn.layer import Layer, moments, normalize_axis, unbroadcast
+from . import normalization_fast
 
 KERAS_BACKEND_EPSILON = 1e-7  # keras.backend.epsilon(), used for epsilon=None
 
@@ -183,6 +184,11 @@ class LayerNormalization(Layer):
         gamma = self.gamma.reshape(shape).copy() if self.scale else None
         beta = self.beta.reshape(shape) if self.center else None
         eps = KERAS_BACKEND_EPSILON if self.epsilon is None else self.epsilon
+        if self.scale and self.center and normalization_fast.wanted(x, axes == [x.ndim - 1]):
+            with tf_arithmetic():  # the lines below, compiled: one pass, the same bits
+                y, kept, mean, r = normalization_fast.layer_forward(x, gamma, beta, eps)
+            self._last = {"fast": True, "x": kept, "mean": mean, "r": r, "gamma": gamma}
+            return y
         with tf_arithmetic():
             mean, var = moments(x, axes)
             r = rsqrt(var + t(eps))
@@ -216,6 +222,12 @@ class LayerNormalization(Layer):
         BatchNormalization.
         """
         last = self._last
+        if last.get("fast"):  # the lines below, compiled: one pass, the same bits
+            with tf_arithmetic():
+                dx, dgamma, dbeta = normalization_fast.layer_backward(last["x"], dy, last["gamma"],
+                                                                      last["mean"], last["r"])
+            self.grads = {"gamma": dgamma.reshape(self.gamma.shape), "beta": dbeta.reshape(self.beta.shape)}
+            return dx
         x, mean, r, inv, gamma = (last[k] for k in ("x", "mean", "r", "inv", "gamma"))
         t = x.dtype.type
         m = t(x.size // max(mean.size, 1))  # M, the values per row

@@ -1,0 +1,450 @@
+"""BatchNormalization and LayerNormalization compiled (numba): the layers' own arithmetic, fewer passes.
+
+``batch_normalization.py`` and ``layer_normalization.py`` are the readable reference: each
+line a NumPy operation over the whole array, a temporary array per line. Here the same
+operations, in the same order, run per element inside a few compiled loops, so the bits
+are the same (``parity_tests/test_normalization_fast.py`` compares the two on drawn shapes
+and values, -0.0, subnormals, inf and NaN included) and memory is read a few times
+instead of a dozen:
+
+===========================  ===================================================================
+layer, call                  passes over memory (the reference makes about 10 to 20)
+===========================  ===================================================================
+BatchNormalization forward   column sums of x; of (x - mean)**2; y = x * inv + shift (+ the copy
+                             of x that backward reads, written in the same pass)
+BatchNormalization backward  column sums of dy and of x * dy in one pass; then dx
+LayerNormalization forward   one pass: each row's mean, variance and y while the row is in cache
+LayerNormalization backward  one pass: each row's two row sums and dx, and the column sums
+                             (dbeta, dgamma) added row by row
+===========================  ===================================================================
+
+The sums keep TF's orders (``numerics.sums``): a column sum over the rows is Eigen's
+"slab" order (four row-interleaved accumulators for the columns in whole packets, then the
+leftover rows; the last ``C % P`` columns one row at a time), which can be added up row by
+row as the rows stream past; a row sum is Eigen's tree, its leaves placed by the row's
+offset in the flat array (``sums_fast``'s plans and leaf kernel). The per-channel (C,)
+arithmetic of BatchNormalization (rsqrt, the moving averages, dinv, dvar) stays in the
+layer's NumPy code: it is C values, not N * C.
+
+Where it applies (``wanted``): numba installed, ``SCRATCHOPT_BACKEND`` not ``numpy``, a
+C-contiguous NumPy float32/float64 input normalized over (LayerNormalization) or
+per (BatchNormalization) its **last** axis, as Keras's defaults are, with at least 2 rows
+and 2 columns (with fewer, TF skips a reduction and copies: the reference handles it);
+LayerNormalization also needs ``scale`` and ``center`` (the defaults). Everything else
+takes the reference.
+
+Flush-to-zero: the serial kernels run in the calling thread, inside the layers'
+``tf_arithmetic``; the parallel ones set the caller's FTZ/DAZ bits in each worker for its
+chunk (as ``sums_fast`` does). Parallel: BatchNormalization's passes split the columns
+(each column's order is its own), LayerNormalization's forward splits the rows;
+its backward splits the rows by the four accumulators of the column sums.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+from ..numerics import sums_fast
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def wanted(x, last_axis, rows_at_least=2):
+    """Whether ``x`` takes the compiled path (see the module's docstring)."""
+    return (type(x) is np.ndarray and x.dtype in _DTYPES and x.flags.c_contiguous and x.ndim >= 2
+            and last_axis and x.shape[-1] >= 2 and x.size // x.shape[-1] >= rows_at_least
+            and os.environ.get("SCRATCHOPT_BACKEND") != "numpy" and sums_fast.available())
+
+
+def _packet(dtype):
+    return 8 if dtype == np.float32 else 4
+
+
+def _threads():
+    from ..optimizers.engine import fused_cpu
+
+    return fused_cpu._threads()
+
+
+def _parallel(size):
+    return sums_fast._parallel(size)
+
+
+# --- the column sums in Eigen's slab order, row by row -------------------------------------------
+
+
+def _slab_layout(rows, cols, packet):
+    """``(whole, single_from)`` for column sums over ``rows`` rows of ``cols`` (``sums._slab_sums``
+    with A = 1): rows below ``whole`` go to accumulator ``row % 4``, the rest are added after
+    the four are combined; columns from ``single_from`` on are added one row at a time from 0.
+    With fewer than 16 rows every column is one by one, which is ``whole = 0``: the combined
+    accumulators are then ``+0`` and the rows are added in order, the same additions."""
+    if rows < 16:
+        return 0, cols
+    return (rows // 4) * 4, (cols // packet) * packet
+
+
+def _row_bounds(rows, chunks):
+    per = -(-rows // chunks)
+    return np.array(sorted({min(rows, k * per) for k in range(chunks + 1)}), np.int64)
+
+
+@functools.cache
+def _kernels(packet):
+    """Every kernel for one dtype (packet 8: float32; 4: float64). numba freezes the
+    closure's constants (the dtype ``T``) into the code, so no literal widens a float32."""
+    import numba
+
+    T = np.float32 if packet == 8 else np.float64
+    options = {"fastmath": False, "error_model": "numpy", "nogil": True}
+    inline = dict(options, inline="always")  # the helpers: no call (and no copy of their array arguments)
+    base = sums_fast._kernels(packet, "none")
+    leaf = base["leaf"]
+    get_mxcsr, set_mxcsr, FTZ_DAZ = base["mxcsr"]
+    P = packet
+
+    @numba.njit(**inline)
+    def combine(lo, hi, part, out):
+        for c in range(lo, hi):
+            out[c] = ((part[0, c] + part[1, c]) + part[2, c]) + part[3, c]
+
+    # -- BatchNormalization: x is (N, C), channel last ----------------------------------------
+
+    def bn_sums(kind, parallel):
+        loop = numba.prange if parallel else range
+
+        def kernel(x, dy, mean, whole, single_from, out, out2):
+            """Column sums over the N rows, in Eigen's slab order (``_slab_layout``): kind 0:
+            of x; 1: of (x - mean)**2 (``d = x - mean; d * d``); 2: of dy, and of x * dy.
+            The four row-interleaved accumulators are four tasks (parallel for big inputs)."""
+            rows, cols = x.shape
+            mode = get_mxcsr() & FTZ_DAZ
+            part = np.zeros((4, cols), x.dtype)
+            part2 = np.zeros((4, cols), x.dtype)
+            for j in loop(4):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                for i in range(j, whole, 4):
+                    for c in range(single_from):
+                        if kind == 0:
+                            part[j, c] += x[i, c]
+                        elif kind == 1:
+                            d = x[i, c] - mean[c]
+                            part[j, c] += d * d
+                        else:
+                            part[j, c] += dy[i, c]
+                            part2[j, c] += x[i, c] * dy[i, c]
+                set_mxcsr(saved)
+            combine(0, single_from, part, out)
+            if kind == 2:
+                combine(0, single_from, part2, out2)
+            for i in range(whole, rows):  # the rows after the last four, then the one-by-one columns
+                for c in range(single_from):
+                    if kind == 0:
+                        out[c] += x[i, c]
+                    elif kind == 1:
+                        d = x[i, c] - mean[c]
+                        out[c] += d * d
+                    else:
+                        out[c] += dy[i, c]
+                        out2[c] += x[i, c] * dy[i, c]
+            for i in range(rows):
+                for c in range(single_from, cols):
+                    if kind == 0:
+                        out[c] += x[i, c]
+                    elif kind == 1:
+                        d = x[i, c] - mean[c]
+                        out[c] += d * d
+                    else:
+                        out[c] += dy[i, c]
+                        out2[c] += x[i, c] * dy[i, c]
+
+        return numba.njit(parallel=parallel, **options)(kernel)
+
+    def bn_output(parallel):
+        loop = numba.prange if parallel else range
+
+        def kernel(x, inv, shift, y, kept, bounds):
+            """``y = x * inv + shift`` per channel, and ``kept = x`` (backward's copy)."""
+            cols = x.shape[1]
+            mode = get_mxcsr() & FTZ_DAZ
+            for k in loop(bounds.size - 1):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                for i in range(bounds[k], bounds[k + 1]):
+                    x_row, y_row, kept_row = x[i], y[i], kept[i]
+                    for c in range(cols):
+                        e = x_row[c]
+                        kept_row[c] = e
+                        y_row[c] = e * inv[c] + shift[c]
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(kernel)
+
+    def bn_dx(parallel):
+        loop = numba.prange if parallel else range
+
+        def kernel(x, dy, inv, a, b, mean, batch_stats, dx, bounds):
+            """``dx = (dy * inv + a) + b * (x - mean)``; ``dy * inv`` with moving statistics."""
+            cols = x.shape[1]
+            mode = get_mxcsr() & FTZ_DAZ
+            for k in loop(bounds.size - 1):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                for i in range(bounds[k], bounds[k + 1]):
+                    x_row, dy_row, dx_row = x[i], dy[i], dx[i]
+                    if batch_stats:
+                        for c in range(cols):
+                            dx_row[c] = (dy_row[c] * inv[c] + a[c]) + b[c] * (x_row[c] - mean[c])
+                    else:
+                        for c in range(cols):
+                            dx_row[c] = dy_row[c] * inv[c]
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(kernel)
+
+    # -- LayerNormalization: x is (R, M), each row normalized ----------------------------------
+    #
+    # Rows go in blocks of ``block`` (a few KiB): first every row sum of the block, then the
+    # elementwise lines. Kept apart, each loop stays simple enough for LLVM to vectorise;
+    # interleaved per row, the leaf sums ran 3x slower.
+
+    @numba.njit(**options)
+    def tree_sums(src, src_first, first, step, count, plans, out, sums, acc, p, p4):
+        """``out[k]`` = Eigen's tree sum of ``src[src_first + k]``, the flat array's row
+        ``first + k * step`` (which decides the tree's plan), for k < ``count``."""
+        plan_of, offsets, lengths, counts, lefts, rights, inner, roots = plans
+        m = src.shape[1]
+        for k in range(count):
+            q = plan_of[((first + k * step) * m) % P]
+            row = src[src_first + k]
+            n = counts[q]
+            for j in range(n):
+                sums[j] = leaf(row, offsets[q, j], lengths[q, j], acc, p, p4)
+            for j in range(inner[q]):
+                sums[n + j] = (T(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
+            out[k] = sums[roots[q]]
+
+    def ln_forward(parallel):
+        loop = numba.prange if parallel else range
+
+        def kernel(x, gamma, beta, eps, plans, y, kept, mean, r, bounds, block, width, p, p4):
+            """Per row: mean, variance, r = 1 / sqrt(var + eps), then
+            ``inv = r * gamma; y = x * inv + ((-mean) * inv + beta)``."""
+            m = x.shape[1]
+            count = T(m)
+            mode = get_mxcsr() & FTZ_DAZ
+            for k in loop(bounds.size - 1):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                v = np.empty((block, m), x.dtype)
+                s = np.empty(block, x.dtype)
+                sums = np.empty(width, x.dtype)
+                acc = np.empty(4 * P, x.dtype)
+                for lo in range(bounds[k], bounds[k + 1], block):
+                    n = min(block, bounds[k + 1] - lo)
+                    tree_sums(x, lo, lo, 1, n, plans, s, sums, acc, p, p4)
+                    for b in range(n):
+                        mu = s[b] / count
+                        mean[lo + b] = mu
+                        for j in range(m):
+                            d = x[lo + b, j] - mu
+                            v[b, j] = d * d
+                    tree_sums(v, 0, lo, 1, n, plans, s, sums, acc, p, p4)
+                    for b in range(n):
+                        i = lo + b
+                        ri = T(1) / np.sqrt(s[b] / count + eps)
+                        r[i] = ri
+                        neg = -mean[i]
+                        for j in range(m):
+                            inv = ri * gamma[j]
+                            e = x[i, j]
+                            kept[i, j] = e
+                            y[i, j] = e * inv + (neg * inv + beta[j])
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **options)(kernel)
+
+    @numba.njit(**inline)
+    def rsqrt_grad(r, dr, packed):
+        """``numerics.rsqrt_grad`` of one element: the packet form or the tail form."""
+        if packed:
+            r_dr = T(0) if dr == 0 else r * dr
+            return T(0) if r_dr == 0 else ((r * r) * T(-0.5)) * r_dr
+        return T(0) if dr == 0 else (T(-0.5) * (dr * r)) * (r * r)
+
+    @numba.njit(**options)
+    def ln_rows_backward(first, step, total, x, dy, gamma, mean, r, plans, packed_rows, dx, col_dy, col_w,
+                         columns, block, width, p, p4):
+        """Rows ``first + k * step`` (k < ``total``): their ``dx``, and their ``dy`` and
+        ``r * dinv`` added (in row order) to the column sums ``col_dy``, ``col_w`` over the
+        first ``columns`` columns. Per block of rows: the row sums, then the lines."""
+        m = x.shape[1]
+        count = T(m)
+        u, v = np.empty((block, m), x.dtype), np.empty((block, m), x.dtype)
+        su, sv = np.empty(block, x.dtype), np.empty(block, x.dtype)
+        sums = np.empty(width, x.dtype)
+        acc = np.empty(4 * P, x.dtype)
+        for k0 in range(0, total, block):
+            n = min(block, total - k0)
+            for b in range(n):
+                i = first + (k0 + b) * step
+                ri, neg = r[i], -mean[i]
+                for j in range(m):
+                    inv = ri * gamma[j]
+                    dinv = x[i, j] * dy[i, j] + neg * dy[i, j]
+                    u[b, j] = dy[i, j] * inv  # d(-mean), summed over the row
+                    v[b, j] = dinv * gamma[j]  # dr, summed over the row
+            i0 = first + k0 * step
+            tree_sums(u, 0, i0, step, n, plans, su, sums, acc, p, p4)
+            tree_sums(v, 0, i0, step, n, plans, sv, sums, acc, p, p4)
+            for b in range(n):
+                i = first + (k0 + b) * step
+                ri, mu = r[i], mean[i]
+                neg = -mu
+                dvar = rsqrt_grad(ri, sv[b], i < packed_rows)
+                a = (-su[b]) / count
+                c = T(2) * (dvar / count)
+                for j in range(m):
+                    dx[i, j] = (dy[i, j] * (ri * gamma[j]) + a) + c * (x[i, j] - mu)
+                for j in range(columns):
+                    col_dy[j] += dy[i, j]
+                    col_w[j] += ri * (x[i, j] * dy[i, j] + neg * dy[i, j])  # dgamma: r * dinv
+
+    def ln_backward(parallel):
+        loop = numba.prange if parallel else range
+
+        def kernel(x, dy, gamma, mean, r, plans, packed_rows, whole, single_from, dx, dbeta, dgamma,
+                   block, width, p, p4):
+            """Every row's dx; dbeta, dgamma as column sums. Rows below ``whole`` run as four
+            tasks (row % 4: the column sums' four accumulators); then the remaining rows
+            and the one-by-one columns, in order."""
+            rows, m = x.shape
+            mode = get_mxcsr() & FTZ_DAZ
+            part = np.zeros((4, m), x.dtype)
+            part2 = np.zeros((4, m), x.dtype)
+            for task in loop(4):
+                saved = get_mxcsr()
+                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                ln_rows_backward(task, 4, (whole - task + 3) // 4, x, dy, gamma, mean, r, plans, packed_rows,
+                                 dx, part[task], part2[task], single_from, block, width, p, p4)
+                set_mxcsr(saved)
+            combine(0, single_from, part, dbeta)
+            combine(0, single_from, part2, dgamma)
+            ln_rows_backward(whole, 1, rows - whole, x, dy, gamma, mean, r, plans, packed_rows,
+                             dx, dbeta, dgamma, single_from, block, width, p, p4)
+            for c in range(single_from, m):
+                dbeta[c] = 0
+                dgamma[c] = 0
+            if single_from < m:
+                for i in range(rows):
+                    ri, neg = r[i], -mean[i]
+                    for c in range(single_from, m):
+                        dbeta[c] += dy[i, c]
+                        dgamma[c] += ri * (x[i, c] * dy[i, c] + neg * dy[i, c])
+
+        return numba.njit(parallel=parallel, **options)(kernel)
+
+    both = (False, True)
+    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(3) for p in both}, "bn_output": {p: bn_output(p) for p in both},
+            "bn_dx": {p: bn_dx(p) for p in both}, "ln_forward": {p: ln_forward(p) for p in both},
+            "ln_backward": {p: ln_backward(p) for p in both}}
+
+
+# --- BatchNormalization ---------------------------------------------------------------------------
+
+
+def _as_rows(a):
+    return a.reshape(-1, a.shape[-1])
+
+
+def _bn_sums(x, dy, mean, kind):
+    rows, cols = x.shape
+    whole, single_from = _slab_layout(rows, cols, _packet(x.dtype))
+    out, out2 = np.zeros(cols, x.dtype), np.zeros(cols, x.dtype)
+    _kernels(_packet(x.dtype))["bn_sums"][kind, _parallel(x.size)](
+        x, x if dy is None else dy, x[0] if mean is None else mean, whole, single_from, out, out2)
+    return out, out2
+
+
+def batch_moments(x):
+    """``nn.layer.moments(x, all axes but the last)``, as (C,) arrays: the mean and the variance."""
+    rows = _as_rows(x)
+    t = x.dtype.type(rows.shape[0])
+    mean = _bn_sums(rows, None, None, 0)[0] / t
+    return mean, _bn_sums(rows, None, mean, 1)[0] / t
+
+
+def batch_output(x, inv, shift):
+    """``x * inv + shift`` over the last axis, and a copy of ``x``: ``(y, x_copy)``."""
+    rows = _as_rows(x)
+    y, kept = np.empty_like(x), np.empty_like(x)
+    parallel = _parallel(x.size)
+    bounds = _row_bounds(rows.shape[0], _threads() if parallel else 1)
+    _kernels(_packet(x.dtype))["bn_output"][parallel](rows, inv.reshape(-1), shift.reshape(-1),
+                                                       _as_rows(y), _as_rows(kept), bounds)
+    return y, kept
+
+
+def batch_backward_sums(x, dy):
+    """``(sum(dy), sum(x * dy))`` over all axes but the last, in one pass."""
+    return _bn_sums(_as_rows(x), np.ascontiguousarray(_as_rows(dy)), None, 2)
+
+
+def batch_dx(x, dy, inv, a, b, mean, batch_stats):
+    """``(dy * inv + a) + b * (x - mean)`` (``dy * inv`` without batch statistics)."""
+    rows = _as_rows(x)
+    dx = np.empty_like(x)
+    parallel = _parallel(x.size)
+    bounds = _row_bounds(rows.shape[0], _threads() if parallel else 1)
+    flat = (v.reshape(-1) for v in (inv, a, b, mean))
+    _kernels(_packet(x.dtype))["bn_dx"][parallel](rows, np.ascontiguousarray(_as_rows(dy)), *flat,
+                                                  bool(batch_stats), _as_rows(dx), bounds)
+    return dx
+
+
+# --- LayerNormalization ---------------------------------------------------------------------------
+
+
+def _block(m):
+    """Rows per block: about 16 KiB of float32 (at least one row)."""
+    return max(1, min(64, 4096 // m))
+
+
+def _ln_plans(m, packet):
+    plans = sums_fast._row_plans(m, packet)
+    width = plans[1].shape[1] + plans[4].shape[1]
+    return plans, width
+
+
+def layer_forward(x, gamma, beta, eps):
+    """``(y, x_copy, mean, r)``: ``mean`` and ``r = rsqrt(var + eps)`` are (R,) over the rows."""
+    rows = _as_rows(x)
+    count, m = rows.shape
+    packet = _packet(x.dtype)
+    plans, width = _ln_plans(m, packet)
+    y, kept = np.empty_like(x), np.empty_like(x)
+    mean, r = np.empty(count, x.dtype), np.empty(count, x.dtype)
+    parallel = _parallel(x.size)
+    bounds = _row_bounds(count, _threads() if parallel else 1)
+    _kernels(packet)["ln_forward"][parallel](rows, gamma.reshape(-1), beta.reshape(-1), x.dtype.type(eps), plans,
+                                             _as_rows(y), _as_rows(kept), mean, r, bounds, _block(m), width,
+                                             packet, 4 * packet)
+    return y, kept, mean, r
+
+
+def layer_backward(x, dy, gamma, mean, r):
+    """``(dx, dgamma, dbeta)`` of ``layer_forward`` (``dgamma``, ``dbeta``: (M,))."""
+    rows = _as_rows(x)
+    count, m = rows.shape
+    packet = _packet(x.dtype)
+    plans, width = _ln_plans(m, packet)
+    whole, single_from = _slab_layout(count, m, packet)
+    dx = np.empty_like(x)
+    dbeta, dgamma = np.zeros(m, x.dtype), np.zeros(m, x.dtype)
+    parallel = _parallel(x.size)
+    _kernels(packet)["ln_backward"][parallel](rows, np.ascontiguousarray(_as_rows(dy)), gamma.reshape(-1), mean, r,
+                                              plans, count - count % packet, whole, single_from,
+                                              _as_rows(dx), dbeta, dgamma, _block(m), width, packet, 4 * packet)
+    return dx, dgamma, dbeta
