@@ -162,7 +162,8 @@ def test_norm_clipping_runs_inside_the_rules_pass_with_the_same_bits(dtype, clip
     (``prescale``), which scales each gradient element as it reads it: no clipped copy is
     made (``clipping.by_norm`` / ``by_global_norm`` do not run), and the bits are the NumPy
     path's (which clips first), NaN and inf norms included. clipnorm on a packed buffer
-    (one norm per tensor) clips first."""
+    (one norm per tensor) clips first: each clipped copy in its own pass (the engine's
+    identity rule with the prescale), then the rule without one."""
     from scratchopt.optimizers import clipping
 
     rng = np.random.default_rng(0)
@@ -176,8 +177,11 @@ def test_norm_clipping_runs_inside_the_rules_pass_with_the_same_bits(dtype, clip
             mock.patch.object(clipping, "by_global_norm", wraps=clipping.by_global_norm) as by_global:
         ours = trajectory(Adam, kwargs, params, steps, backend="fused", pack=pack)
     assert_same_runs(reference, ours, f"{clip} {dtype} {pack}")
-    prescales = [call.args[3] if len(call.args) > 3 else call.kwargs.get("prescale") for call in spy.call_args_list]
-    assert spy.called and all((p is None) == clip_first for p in prescales), prescales
+    rules = [call for call in spy.call_args_list if call.args[0] is not clipping._copy]
+    prescales = [call.args[3] if len(call.args) > 3 else call.kwargs.get("prescale") for call in rules]
+    assert rules and all((p is None) == clip_first for p in prescales), prescales
+    copies = [call for call in spy.call_args_list if call.args[0] is clipping._copy]
+    assert bool(copies) == clip_first and all(len(call.args[3]) == 2 for call in copies)
     assert (by_norm.called or by_global.called) == clip_first
 
 

@@ -513,7 +513,7 @@ class Optimizer(checks.Configurable):
         (the norms need their own read of the gradients) and handed to the rule's kernel,
         which scales each gradient element as it reads it (``_clip_in_the_rule``)."""
         prescales = self._clip_in_the_rule(grads, indices, fused)
-        clipped = grads if prescales else self._clip(grads)
+        clipped = grads if prescales else self._clip(grads, fused)
         ours = ours and clipped is grads
         triples, decaying = self._triples(clipped, indices, ours)
         self._decay(decaying, lr, fused)
@@ -602,13 +602,13 @@ class Optimizer(checks.Configurable):
                     decaying.append(var)
         return triples, decaying
 
-    def _clip(self, grads):
+    def _clip(self, grads, fused):
         # Keras: a clip value that is 0 or negative silently disables clipping.
         # The gradients are checked already: the clipping functions' own checks are skipped.
         if self.clipnorm and self.clipnorm > 0:
-            return clipping.by_norm(grads, self.clipnorm)
+            return clipping.by_norm(grads, self.clipnorm, fused)
         if self.global_clipnorm and self.global_clipnorm > 0:
-            return clipping.by_global_norm(grads, self.global_clipnorm)
+            return clipping.by_global_norm(grads, self.global_clipnorm, fused)
         if self.clipvalue and self.clipvalue > 0:
             return clipping.by_value(grads, self.clipvalue)
         return grads

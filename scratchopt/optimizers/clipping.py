@@ -35,6 +35,7 @@ from .. import checks
 from ..backend import _kind, maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, reduce_sum, tf_arithmetic
 from ..numerics.sums import sum_of_squares
+from . import engine
 from .validation import native, short_repr
 
 _FLOATS = (np.dtype(np.float16),) + checks.FLOAT_DTYPES
@@ -108,15 +109,34 @@ def clip_by_norm(grads, clipnorm):
     return by_norm(_gradients(grads), clipnorm)
 
 
-def by_norm(grads, clipnorm):
-    """``clip_by_norm`` of checked gradients (the optimizers' step)."""
+def by_norm(grads, clipnorm, fused=None):
+    """``clip_by_norm`` of checked gradients (the optimizers' step, which says whether its
+    step is ``fused``; None: ``SCRATCHOPT_BACKEND`` decides)."""
     _no_half(grads, "clipnorm")
 
     def clip(g):
         c, d = norm_factors(g, clipnorm)
-        return (g * c) / d
+        return _scaled_copy(g, (c, d), fused)
 
     return [None if g is None else clip(g) for g in grads]
+
+
+def _copy(g, out):
+    """The identity rule, ``out = g``: run by the engine with ``prescale``, it writes the
+    clipped copy, ``(g * c) / d`` or ``g * s``, in one pass (and in parallel for big ones)."""
+    return (g,)
+
+
+def _scaled_copy(g, prescale, fused=None):
+    """``(g * c) / d`` for ``prescale = (c, d)``, ``g * s`` for ``(s,)``: the same operations,
+    one compiled pass where the engine's fused path takes ``g`` (NumPy makes a temporary)."""
+    if fused is None:
+        fused = engine.wants_fused("auto", [g])
+    if fused and engine.fused_cpu.available() and engine.fused_cpu.eligible([g, g]):
+        out = np.empty_like(g)
+        engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)
+        return out
+    return (g * prescale[0]) / prescale[1] if len(prescale) == 2 else g * prescale[0]
 
 
 def norm_factors(g, clipnorm):
@@ -187,12 +207,13 @@ def clip_by_global_norm(grads, global_clipnorm):
     return by_global_norm(_gradients(grads), global_clipnorm)
 
 
-def by_global_norm(grads, global_clipnorm):
-    """``clip_by_global_norm`` of checked gradients (the optimizers' step)."""
+def by_global_norm(grads, global_clipnorm, fused=None):
+    """``clip_by_global_norm`` of checked gradients (the optimizers' step; ``fused`` as in
+    ``by_norm``)."""
     if all(g is None for g in grads):
         return list(grads)
     scale = global_scale(grads, global_clipnorm)
-    return [None if g is None else g * scale for g in grads]
+    return [None if g is None else _scaled_copy(g, (scale,), fused) for g in grads]
 
 
 def global_scale(grads, global_clipnorm):
