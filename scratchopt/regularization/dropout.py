@@ -34,6 +34,7 @@ from ..backend import namespace
 from ..checks import received
 from ..numerics import tf_arithmetic
 from ..nn.layer import Layer
+from . import dropout_fast
 
 DATA_FORMATS = ("channels_first", "channels_last")
 
@@ -165,6 +166,8 @@ class Dropout(Layer):
         xp = namespace(x)
         scale = x.dtype.type(1 / (1 - self.rate))
         with tf_arithmetic():
+            if dropout_fast.wanted(x, keep):  # the same line, compiled: one pass
+                return dropout_fast.forward(x, keep, scale), scale
             return xp.where(keep, x * scale, x.dtype.type(0)), scale
 
     def _backward(self, dy):
@@ -183,6 +186,8 @@ class Dropout(Layer):
         if last["mode"] == "drop all":
             return xp.zeros_like(dy)
         with tf_arithmetic():
+            if dropout_fast.wanted(dy, self.keep):  # the same line, compiled: one pass
+                return dropout_fast.backward(dy, self.keep, last["scale"])
             return xp.where(self.keep, dy, dy.dtype.type(0)) * last["scale"]
 
 
