@@ -162,8 +162,9 @@ class BatchNormalization(Layer):
         r = rsqrt(var + x.dtype.type(self.epsilon))
         inv = r * gamma if self.scale else r
         shift = beta - mean * inv if self.center else (-mean) * inv
-        if fast:
-            y, kept = normalization_fast.batch_output(x, inv, shift)
+        if fast:  # into the last call's copy of x when it fits (only backward reads it)
+            reuse = self._last["x"] if self._last and self._last.get("fast") else None
+            y, kept = normalization_fast.batch_output(x, inv, shift, reuse)
             return y, r, inv, kept
         return x * inv + shift, r, inv, None
 

@@ -186,7 +186,8 @@ class LayerNormalization(Layer):
         eps = KERAS_BACKEND_EPSILON if self.epsilon is None else self.epsilon
         if self.scale and self.center and normalization_fast.wanted(x, axes == [x.ndim - 1]):
             with tf_arithmetic():  # the lines below, compiled: one pass, the same bits
-                y, kept, mean, r = normalization_fast.layer_forward(x, gamma, beta, eps)
+                reuse = self._last["x"] if self._last and self._last.get("fast") else None  # only backward reads it
+                y, kept, mean, r = normalization_fast.layer_forward(x, gamma, beta, eps, reuse)
             self._last = {"fast": True, "x": kept, "mean": mean, "r": r, "gamma": gamma}
             return y
         with tf_arithmetic():
