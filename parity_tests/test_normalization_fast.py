@@ -51,7 +51,8 @@ def run(make, x, dy, calls=2, training=True, backend="auto", kernel="serial", tr
     spies = {name: mock.patch.object(normalization_fast, name, wraps=getattr(normalization_fast, name))
              for name in ENTRY_POINTS}
     with mock.patch.dict(os.environ, {"SCRATCHOPT_BACKEND": backend}), \
-            mock.patch.object(sums_fast, "PARALLEL_MIN_ELEMENTS", limit):
+            mock.patch.object(sums_fast, "PARALLEL_MIN_ELEMENTS", limit), \
+            mock.patch.object(normalization_fast, "PARALLEL_MIN_ELEMENTS", limit):
         started = {name: spy.start() for name, spy in spies.items()}
         try:
             layer = make()

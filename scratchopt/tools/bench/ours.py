@@ -11,6 +11,7 @@ fused row checks, on its warm-up step, that the fused kernel really ran.
 """
 
 import importlib
+import os
 
 from .components import split
 
@@ -56,11 +57,31 @@ def build(backend, component, data):
     """``(step, method)`` for our ``backend`` on ``data`` (already on the right device)."""
     if component.family == "optimizer":
         return _optimizer(backend, component, data)
-    if backend in ("cpu-fused", "cupy-fused"):
+    if backend == "cupy-fused":
         raise Unavailable(f"{backend} covers the optimizers only")
-    if component.family == "layer":
-        return _layer(component, data)
-    return _clipping(component, data)
+    if backend == "cpu-fused" and not fused_cpu_status()[0]:
+        raise Unavailable(fused_cpu_status()[1])
+    step, method = (_layer if component.family == "layer" else _clipping)(component, data)
+    if backend != "numpy":
+        return step, method + (" (compiled: numba)" if backend == "cpu-fused" else "")
+    return _reference(step), method + " with SCRATCHOPT_BACKEND=numpy (the NumPy lines and sums)"
+
+
+def _reference(step):
+    """``step`` on the NumPy reference path: the layers' lines and TF's sums as NumPy code."""
+
+    def reference():
+        saved = os.environ.get("SCRATCHOPT_BACKEND")
+        os.environ["SCRATCHOPT_BACKEND"] = "numpy"
+        try:
+            return step()
+        finally:
+            if saved is None:
+                del os.environ["SCRATCHOPT_BACKEND"]
+            else:
+                os.environ["SCRATCHOPT_BACKEND"] = saved
+
+    return reference
 
 
 def _copy(a):

@@ -162,7 +162,7 @@ def _applies(backend, component):
     if backend in FLOORS:
         return True
     if backend in ours.OURS:
-        return component.family == "optimizer" or backend in ("numpy", "cupy")
+        return component.family == "optimizer" or backend in ("numpy", "cupy", "cpu-fused")
     return peers.applies(backend, component)
 
 
