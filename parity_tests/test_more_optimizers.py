@@ -300,7 +300,11 @@ def test_clip_by_value_is_tfs_on_ties_packets_and_tails(tf, dtype):
         for lo_hi in ((-tiny / 2, tiny / 2), (-0.5, 0.5), (0.0, 0.0), (-1e-3, 2.0)):
             lo, hi = dtype(lo_hi[0]), dtype(lo_hi[1])
             x = rng.choice(np.array([0.0, -0.0, tiny / 4, -tiny / 4, 0.5, -0.5, 1.0, -2.0, np.nan], dtype), n)
-            expected = tf.clip_by_value(tf.constant(x), tf.constant(lo), tf.constant(hi)).numpy()
+            # 0-d arrays, not NumPy floats: TF caches the tensors it makes of Python floats
+            # (np.float64 is one) by value, and -0.0 == 0.0, so a -0.0 made by an earlier
+            # test came back for 0.0 here (found by a full run of the suite)
+            expected = tf.clip_by_value(tf.constant(x), tf.constant(np.asarray(lo)),
+                                        tf.constant(np.asarray(hi))).numpy()
             assert same_bits(clip_by_value(x, lo, hi), expected), (n, lo_hi, x)
 
 
@@ -319,3 +323,29 @@ def test_ftrl_tells_a_subnormal_l1_from_zero_by_its_bits(tf, l1):
         reference.apply(grads)
         for label, a, b in state_pairs(ours, reference):
             assert same_bits(a, b), f"l1={l1!r}: {label} differs\nours  {a!r}\nkeras {b!r}"
+
+
+@pytest.mark.parametrize("value", [9.963247973947976e-42, -1e-40, 1e-45, 1e-38, 0.1])
+def test_a_float32_subnormal_cast_to_float64_is_flushed_as_tfs_cast_does(tf, value):
+    """Found by a full run: Keras's Ftrl makes its accumulator with ``ops.cast(value,
+    float64)``, a float32 tensor first; TF's Cast flushes a float32 subnormal to a zero of
+    its sign, so the float64 accumulator starts at 0.0 and the first step with a zero
+    gradient divides 0 by 0 (NaN), where the unflushed value gave 0."""
+    from scratchopt.numerics import casts
+
+    for dtype, tf_dtype in ((np.float64, tf.float64), (np.float32, tf.float32)):
+        expected = tf.cast(value, tf_dtype).numpy()
+        assert same_bits(casts.through_float32(value, dtype), expected), (value, dtype)
+        assert same_bits(casts.keras_cast(value, dtype), expected), (value, dtype)
+        assert same_bits(casts.keras_cast(np.float32(value), dtype), tf.cast(np.float32(value), tf_dtype).numpy())
+    if value < 0:
+        return  # an accumulator starts at 0 or more (Keras's ValueError, and ours)
+    params = [np.array([0.0, 1.0, -2.0], "float64"), np.zeros(9, "float32")]
+    ours = optimizers.Ftrl(initial_accumulator_value=value)
+    reference = KerasRun(ours, [p.copy() for p in params], literal={"initial_accumulator_value": value})
+    for step in range(2):
+        grads = [np.array([0.0, 0.5, -0.25], np.float32), np.zeros(9, np.float32)]
+        ours.apply(grads, params)
+        reference.apply(grads)
+        for label, a, b in state_pairs(ours, reference):
+            assert same_bits(a, b), f"value={value!r} step {step}: {label} differs\nours  {a!r}\nkeras {b!r}"

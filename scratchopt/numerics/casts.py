@@ -5,9 +5,17 @@ converts it straight to ``x``'s dtype, rounding the double once (``as_dtype``).
 ``ops.cast(0.9, float64)`` first builds a *float32* tensor, so a float64 model sees
 ``0.8999999761581421`` (``through_float32``, ``keras_cast``). The learning rate always
 takes the float32 road: Keras keeps it in a float32 variable.
+
+TF's ``Cast`` kernel runs with flush-to-zero (as its other CPU kernels do), so a float32
+subnormal becomes a zero of its sign on its way to float64 (found by the ci profile:
+Keras's Ftrl with ``initial_accumulator_value=9.96e-42`` starts a float64 accumulator at
+0.0, and its first step divides 0 by 0). The conversions here run inside ``tf_arithmetic``
+for that; a cast to the tensor's own dtype converts nothing, in TF as here.
 """
 
 import numpy as np
+
+from .fpenv import tf_arithmetic
 
 
 def as_dtype(x, dtype):
@@ -33,8 +41,15 @@ def through_float32(x, dtype):
 
     >>> through_float32(0.9, "float64")
     np.float64(0.8999999761581421)
+    >>> through_float32(1e-40, "float64")  # a float32 subnormal: flushed by TF's Cast
+    np.float64(0.0)
     """
-    return np.dtype(dtype).type(np.float32(x))
+    x = np.float32(x)
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return x
+    with tf_arithmetic():
+        return dtype.type(x)
 
 
 def keras_cast(x, dtype):
@@ -50,4 +65,8 @@ def keras_cast(x, dtype):
     """
     if type(x) is float:
         x = np.float32(x)
-    return np.asarray(x).astype(dtype)
+    x = np.asarray(x)
+    if x.dtype == np.dtype(dtype):
+        return x.copy()
+    with tf_arithmetic():
+        return x.astype(dtype)
