@@ -185,6 +185,32 @@ def test_norm_clipping_runs_inside_the_rules_pass_with_the_same_bits(dtype, clip
     assert (by_norm.called or by_global.called) == clip_first
 
 
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_stand_alone_clipping_writes_numpys_bits_in_one_pass(dtype):
+    """``clip_by_norm`` / ``clip_by_global_norm`` return a new array: from
+    ``COMPILED_MIN_ELEMENTS`` on it is the engine's identity rule with the prescale (one
+    pass), below it NumPy's line. Both give the NumPy path's bits (subnormal, NaN and inf
+    values and norms included), and a NumPy-only run never calls the engine."""
+    from scratchopt.clipping import clip_by_global_norm, clip_by_norm
+    from scratchopt.optimizers import clipping
+
+    rng = np.random.default_rng(7)
+    sizes = (3, clipping.COMPILED_MIN_ELEMENTS - 1, clipping.COMPILED_MIN_ELEMENTS, 70001)
+    for nonfinite in (False, True):
+        grads = [mixed(rng, n, dtype, nonfinite=nonfinite and n > 3) for n in sizes]
+        for clip, limit in ((clip_by_norm, 0.5), (clip_by_global_norm, 0.5), (clip_by_norm, 1e30)):
+            with mock.patch.dict("os.environ", {"SCRATCHOPT_BACKEND": "numpy"}), \
+                    mock.patch.object(engine, "run", wraps=engine.run) as numpy_spy:
+                want = clip(grads, limit)
+            with mock.patch.object(engine, "run", wraps=engine.run) as spy:
+                got = clip(grads, limit)
+            assert not numpy_spy.called
+            assert [call.args[1].size for call in spy.call_args_list] == list(sizes[2:])
+            for a, b in zip(want, got):
+                assert same_bits(a, b), (clip.__name__, limit, a.size)
+
+
 def test_the_kernel_reads_the_clipped_gradient():
     text = fused.source(sgd.update, (False, False, True), ("lr", "momentum", "nesterov"), {"nesterov": False},
                         parallel=False, scaling=2)

@@ -127,12 +127,21 @@ def _copy(g, out):
     return (g,)
 
 
+#: From this many elements on, the clipped copy goes through the engine's compiled pass; a
+#: smaller one is cheaper as NumPy's line than as a kernel call (about 5 us). Measured here,
+#: 4 copies ``g * s`` of 25,000 float32 elements: 10 us NumPy, 32 us compiled; of 250,000:
+#: 311 us and 221 us; one ``(g * c) / d`` of 10,000: 3.2 us and 6.8 us; of 100,000: 31 us
+#: and 22 us.
+COMPILED_MIN_ELEMENTS = 1 << 15
+
+
 def _scaled_copy(g, prescale, fused=None):
     """``(g * c) / d`` for ``prescale = (c, d)``, ``g * s`` for ``(s,)``: the same operations,
     one compiled pass where the engine's fused path takes ``g`` (NumPy makes a temporary)."""
     if fused is None:
         fused = engine.wants_fused("auto", [g])
-    if fused and engine.fused_cpu.available() and engine.fused_cpu.eligible([g, g]):
+    if (fused and g.size >= COMPILED_MIN_ELEMENTS and engine.fused_cpu.available()
+            and engine.fused_cpu.eligible([g, g])):
         out = np.empty_like(g)
         engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)
         return out
