@@ -111,6 +111,14 @@ def _kernels(packet, transform):
         def set_mxcsr(value):
             pass
 
+    @numba.njit(inline="always", **options)
+    def enter_worker(mode):
+        """At the start of a thread's chunk: the caller's FTZ/DAZ bits ``mode`` set in this
+        thread's MXCSR; returns the MXCSR it had, for ``set_mxcsr(saved)`` at the end."""
+        saved = get_mxcsr()
+        set_mxcsr((saved & ~FTZ_DAZ) | mode)
+        return saved
+
     if transform == "square":
 
         @numba.njit(**options)
@@ -197,8 +205,7 @@ def _kernels(packet, transform):
         mode = get_mxcsr() & FTZ_DAZ
         per = (count + chunks - 1) // chunks
         for c in numba.prange(chunks):
-            saved = get_mxcsr()
-            set_mxcsr((saved & ~FTZ_DAZ) | mode)
+            saved = enter_worker(mode)
             acc = np.empty(P4, x.dtype)
             for k in range(c * per, min(count, (c + 1) * per)):
                 sums[k] = leaf(x, offsets[k], lengths[k], acc, p, p4)
@@ -214,8 +221,7 @@ def _kernels(packet, transform):
             mode = get_mxcsr() & FTZ_DAZ
             per = (rows + chunks - 1) // chunks
             for c in loop(chunks):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 acc = np.empty(P4, x.dtype)
                 sums = np.empty(offsets.shape[1] + lefts.shape[1], x.dtype)
                 for r in range(c * per, min(rows, (c + 1) * per)):
@@ -242,8 +248,7 @@ def _kernels(packet, transform):
             if packed:  # accumulator j of slab a over rows j, j + 4, ...: one task each
                 p = np.zeros((a_size, 4, c_size), x.dtype)
                 for t in loop(a_size * 4):
-                    saved = get_mxcsr()
-                    set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                    saved = enter_worker(mode)
                     ai = t // 4
                     j = t % 4
                     for i in range(j, whole, 4):
@@ -257,8 +262,7 @@ def _kernels(packet, transform):
                             s = s + f(x[ai, i, ci])
                         out[ai, ci] = s
             for ai in loop(a_size):  # the one-by-one outputs, rows in order
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 cols = np.empty(c_size, np.int64)
                 k = 0
                 for ci in range(c_size):
@@ -291,8 +295,7 @@ def _kernels(packet, transform):
             mode = get_mxcsr() & FTZ_DAZ
             per = (rows + chunks - 1) // chunks
             for c in loop(chunks):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 for r in range(c * per, min(rows, (c + 1) * per)):
                     s = x.dtype.type(0)
                     for i in range(n):
@@ -312,8 +315,7 @@ def _kernels(packet, transform):
             per = (n + chunks - 1) // chunks
             per = (per + 15) // 16 * 16
             for c in loop(chunks):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 lo = c * per
                 hi = min(n, lo + per)
                 for ci in range(lo, hi):
@@ -325,7 +327,8 @@ def _kernels(packet, transform):
 
         return numba.njit(parallel=parallel, **options)(column_sums)
 
-    return {"leaf": leaf, "leaf_of": leaf_of, "mxcsr": (get_mxcsr, set_mxcsr, FTZ_DAZ),
+    return {"leaf": leaf, "leaf_of": leaf_of,
+            "mxcsr": (get_mxcsr, set_mxcsr, FTZ_DAZ), "enter_worker": enter_worker,
             "tree_serial": tree_serial, "tree_parallel": tree_parallel,
             "rows": {False: rows_kernel(False), True: rows_kernel(True)},
             "slab": {False: slab_kernel(False), True: slab_kernel(True)},

@@ -206,17 +206,21 @@ class BatchNormalization(Layer):
             if last["fast"]:  # both sums in one compiled pass, the same bits
                 dbeta, x_dy = _reshaped(normalization_fast.batch_backward_sums(x, dy), mean.shape)
             else:
-                dbeta, x_dy = reduce_sum_over(dy, axes, keepdims=True), reduce_sum_over(x * dy, axes, keepdims=True)
+                dbeta = reduce_sum_over(dy, axes, keepdims=True)
+                x_dy = reduce_sum_over(x * dy, axes, keepdims=True)
             dinv = x_dy + (-dbeta) * mean
             dgamma = dinv * r
+            terms = None  # with the moving statistics: dx = dy * inv
             if last["batch_stats"]:
                 dvar = rsqrt_grad(r, dinv * gamma if self.scale else dinv)
                 dmean = (-dbeta) * inv
-                a, b = dmean / n, t(2) * (dvar / n)
-                dx = (normalization_fast.batch_dx(x, dy, inv, a, b, mean, True) if last["fast"]
-                      else (dy * inv + a) + b * (x - mean))
+                terms = (dmean / n, t(2) * (dvar / n), mean)
+            if last["fast"]:  # the dx line compiled: one pass, the same bits
+                dx = normalization_fast.batch_dx(x, dy, inv, terms)
+            elif terms is None:
+                dx = dy * inv
             else:
-                dx = normalization_fast.batch_dx(x, dy, inv, inv, inv, mean, False) if last["fast"] else dy * inv
+                dx = (dy * inv + dmean / n) + (t(2) * (dvar / n)) * (x - mean)
         self.grads = {}
         if self.scale:
             self.grads["gamma"] = dgamma.reshape(-1)

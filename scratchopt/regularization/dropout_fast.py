@@ -35,7 +35,9 @@ def wanted(values, keep):
 def _kernels():
     import numba
 
-    get_mxcsr, set_mxcsr, FTZ_DAZ = sums_fast._kernels(8, "none")["mxcsr"]
+    base = sums_fast._kernels(8, "none")
+    get_mxcsr, set_mxcsr, FTZ_DAZ = base["mxcsr"]
+    enter_worker = base["enter_worker"]
     options = {"fastmath": False, "error_model": "numpy", "nogil": True}
 
     def kernel(parallel, backward):
@@ -46,8 +48,7 @@ def _kernels():
             per = (n + chunks - 1) // chunks
             mode = get_mxcsr() & FTZ_DAZ
             for c in loop(chunks):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 lo, hi = c * per, min(n, (c + 1) * per)
                 v, k, o = values[lo:hi], keep[lo:hi], out[lo:hi]  # from 0: no wraparound checks
                 for i in range(hi - lo):

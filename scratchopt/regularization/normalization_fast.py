@@ -62,10 +62,10 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
-def wanted(x, last_axis, rows_at_least=2):
+def wanted(x, last_axis):
     """Whether ``x`` takes the compiled path (see the module's docstring)."""
     return (type(x) is np.ndarray and x.dtype in _DTYPES and x.flags.c_contiguous and x.ndim >= 2
-            and last_axis and x.shape[-1] >= 2 and x.size // x.shape[-1] >= rows_at_least
+            and last_axis and x.shape[-1] >= 2 and x.size // x.shape[-1] >= 2
             and os.environ.get("SCRATCHOPT_BACKEND") != "numpy" and sums_fast.available())
 
 
@@ -97,7 +97,9 @@ def _slab_layout(rows, cols, packet):
     return (rows // 4) * 4, (cols // packet) * packet
 
 
-def _row_bounds(rows, chunks):
+def _row_bounds(rows, parallel):
+    """The rows' split among the threads (one chunk when serial), as chunk bounds."""
+    chunks = _threads() if parallel else 1
     per = -(-rows // chunks)
     return np.array(sorted({min(rows, k * per) for k in range(chunks + 1)}), np.int64)
 
@@ -114,6 +116,7 @@ def _kernels(packet):
     base = sums_fast._kernels(packet, "none")
     leaf, leaf_of = base["leaf"], base["leaf_of"]
     get_mxcsr, set_mxcsr, FTZ_DAZ = base["mxcsr"]
+    enter_worker = base["enter_worker"]
     P = packet
 
     @numba.njit(**inline)
@@ -148,8 +151,7 @@ def _kernels(packet):
             part = np.zeros((4, cols), x.dtype)
             part2 = np.zeros((4, cols), x.dtype)
             for j in loop(4):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 for i in range(j, whole, 4):
                     for c in range(single_from):
                         add(x, dy, mean, i, c, part, part2, j)
@@ -173,8 +175,7 @@ def _kernels(packet):
             cols = x.shape[1]
             mode = get_mxcsr() & FTZ_DAZ
             for k in loop(bounds.size - 1):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 for i in range(bounds[k], bounds[k + 1]):
                     x_row, y_row, kept_row = x[i], y[i], kept[i]
                     for c in range(cols):
@@ -193,8 +194,7 @@ def _kernels(packet):
             cols = x.shape[1]
             mode = get_mxcsr() & FTZ_DAZ
             for k in loop(bounds.size - 1):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 for i in range(bounds[k], bounds[k + 1]):
                     x_row, dy_row, dx_row = x[i], dy[i], dx[i]
                     if batch_stats:
@@ -242,8 +242,7 @@ def _kernels(packet):
             count = T(m)
             mode = get_mxcsr() & FTZ_DAZ
             for k in loop(bounds.size - 1):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 v = np.empty((block, m), x.dtype)
                 s = np.empty(block, x.dtype)
                 sums = np.empty(width, x.dtype)
@@ -331,8 +330,7 @@ def _kernels(packet):
             part = np.zeros((4, m), x.dtype)
             part2 = np.zeros((4, m), x.dtype)
             for task in loop(4):
-                saved = get_mxcsr()
-                set_mxcsr((saved & ~FTZ_DAZ) | mode)
+                saved = enter_worker(mode)
                 ln_rows_backward(task, 4, (whole - task + 3) // 4, x, dy, gamma, mean, r, plans, packed_rows,
                                  dx, part[task], part2[task], single_from, block, width, p, p4)
                 set_mxcsr(saved)
@@ -353,9 +351,9 @@ def _kernels(packet):
         return numba.njit(parallel=parallel, **options)(kernel)
 
     both = (False, True)
-    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(3) for p in both}, "bn_output": {p: bn_output(p) for p in both},
-            "bn_dx": {p: bn_dx(p) for p in both}, "ln_forward": {p: ln_forward(p) for p in both},
-            "ln_backward": {p: ln_backward(p) for p in both}}
+    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(3) for p in both},
+            "bn_output": {p: bn_output(p) for p in both}, "bn_dx": {p: bn_dx(p) for p in both},
+            "ln_forward": {p: ln_forward(p) for p in both}, "ln_backward": {p: ln_backward(p) for p in both}}
 
 
 # --- BatchNormalization ---------------------------------------------------------------------------
@@ -398,7 +396,7 @@ def batch_output(x, inv, shift, reuse=None):
     rows = _as_rows(x)
     y, kept = np.empty_like(x), _buffer(x, reuse)
     parallel = _parallel(x.size)
-    bounds = _row_bounds(rows.shape[0], _threads() if parallel else 1)
+    bounds = _row_bounds(rows.shape[0], parallel)
     _kernels(_packet(x.dtype))["bn_output"][parallel](rows, inv.reshape(-1), shift.reshape(-1),
                                                        _as_rows(y), _as_rows(kept), bounds)
     return y, kept
@@ -409,15 +407,17 @@ def batch_backward_sums(x, dy):
     return _bn_sums(_as_rows(x), np.ascontiguousarray(_as_rows(dy)), None, 2)
 
 
-def batch_dx(x, dy, inv, a, b, mean, batch_stats):
-    """``(dy * inv + a) + b * (x - mean)`` (``dy * inv`` without batch statistics)."""
+def batch_dx(x, dy, inv, batch_terms=None):
+    """``(dy * inv + a) + b * (x - mean)`` for ``batch_terms = (a, b, mean)``; ``dy * inv``
+    without them (the moving statistics)."""
     rows = _as_rows(x)
     dx = np.empty_like(x)
     parallel = _parallel(x.size)
-    bounds = _row_bounds(rows.shape[0], _threads() if parallel else 1)
+    a, b, mean = batch_terms if batch_terms is not None else (inv, inv, inv)  # unread then
     flat = (v.reshape(-1) for v in (inv, a, b, mean))
     _kernels(_packet(x.dtype))["bn_dx"][parallel](rows, np.ascontiguousarray(_as_rows(dy)), *flat,
-                                                  bool(batch_stats), _as_rows(dx), bounds)
+                                                  batch_terms is not None, _as_rows(dx),
+                                                  _row_bounds(rows.shape[0], parallel))
     return dx
 
 
@@ -445,7 +445,7 @@ def layer_forward(x, gamma, beta, eps, reuse=None):
     y, kept = np.empty_like(x), _buffer(x, reuse)
     mean, r = np.empty(count, x.dtype), np.empty(count, x.dtype)
     parallel = _parallel(x.size)
-    bounds = _row_bounds(count, _threads() if parallel else 1)
+    bounds = _row_bounds(count, parallel)
     _kernels(packet)["ln_forward"][parallel](rows, gamma.reshape(-1), beta.reshape(-1), x.dtype.type(eps), plans,
                                              _as_rows(y), _as_rows(kept), mean, r, bounds, _block(m), width,
                                              packet, 4 * packet)
