@@ -6,7 +6,8 @@ from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype
 from ..numerics.elementwise import clip_by_value
-from ..numerics.pow import power_array
+from ..numerics.pow import LANES, power_array
+from . import engine
 from .base import Optimizer, cast
 
 
@@ -59,9 +60,11 @@ class Ftrl(Optimizer):
 
     The rule is ``update`` above. Keras's checks are kept: ``initial_accumulator_value``, the
     three strengths must be >= 0 and ``learning_rate_power`` <= 0 (ValueError otherwise).
-    The rule runs as array code on whole tensors, NumPy only (TF's packet-wise ``pow`` is
-    reproduced for NumPy arrays): the position of an element in its tensor decides which
-    ``pow`` TF uses, so a packed buffer is stepped param by param.
+    The rule runs on NumPy arrays only (TF's packet-wise ``pow`` is reproduced for the
+    CPU): the position of an element in its tensor decides which ``pow`` TF uses, so a
+    packed buffer is stepped param by param, and each tensor's whole packets run through
+    the engine (fused with numba, as every elementwise rule) and its last few elements as
+    array code (``run_rule``).
 
     Examples
     --------
@@ -118,11 +121,33 @@ class Ftrl(Optimizer):
         return start
 
     def run_rule(self, g, var, slots, scalars, fused):
+        """The whole packets through the engine, the last ``size % LANES`` elements as array code.
+
+        Where an element sits decides TF's ``pow`` and clip (``update``'s docstring), so the
+        tensor is cut where TF's packets end: the first ``size - size % LANES`` elements
+        are all in whole packets, on every path (array code on them, in the engine's
+        blocks of whole packets, gives the bits of the whole-tensor call), and the fused
+        kernel compiles ``update`` with the packet's ``pow`` and clip in place of the array
+        functions (``numerics.pow_fast``); the rest are the tail, libm's ``pow`` and the
+        scalar clip.
+        """
         if namespace(var) is not np:
             raise TypeError("Ftrl runs on NumPy arrays only (TF's packet-wise pow is reproduced for NumPy)")
-        results = self.update(g, var, *slots, **scalars)
-        for state, new in zip([var, *slots], results):
-            state[...] = new
+        arrays = [np.asarray(g), var, *slots]
+        if not all(a.flags.c_contiguous and a.shape == var.shape for a in arrays):  # a view, or a scalar g
+            results = self.update(*arrays, **scalars)
+            for state, new in zip(arrays[1:], results):
+                state[...] = new
+            return
+        flat = [a.reshape(-1) for a in arrays]
+        whole = var.size - var.size % LANES[var.dtype]
+        if whole:
+            head = [a[:whole] for a in flat]
+            engine.run(self.update, head[0], head[1], head[2:], scalars, fused)
+        if whole < var.size:
+            tail = [a[whole:] for a in flat]
+            for state, new in zip(tail[1:], self.update(*tail, **scalars)):
+                state[...] = new
 
     def scalars(self, lr, step, dtype):
         l2 = as_dtype(self.l2_regularization_strength, dtype) + as_dtype(self.beta, dtype) / (dtype.type(2.0) * lr)

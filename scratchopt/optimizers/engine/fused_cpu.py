@@ -127,7 +127,8 @@ def run(rule, arrays, scalars, prescale=None):
     import numba
 
     try:
-        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals), parallel, scaling)
+        kernel = _kernels.get(rule, missing, tuple(scalars), tuple(literals), parallel, scaling,
+                              arrays[1].dtype)
         # numba compiles a new signature before running it, and a compiled kernel cannot
         # raise (no bounds checks, IEEE division): an error here means nothing was written.
         kernel(*[a.reshape(-1) for a in arrays if a is not None], *values)
@@ -153,19 +154,45 @@ def _threads():
 
 
 @functools.cache
-def _jit_rule(rule):
-    """``rule`` compiled by numba for scalars, its keyword-only scalars made positional.
+def _jit_rule(rule, dtype):
+    """``rule`` compiled by numba for scalars of ``dtype``, its keyword-only scalars made
+    positional, and inlined into the kernel's loop.
 
     numba binds keyword-only arguments for calls from Python, not for calls between
     compiled functions; the same bytecode with ``co_kwonlyargcount = 0`` takes the
-    scalars positionally, in the order of the rule's signature.
+    scalars positionally, in the order of the rule's signature. ``inline="always"``
+    (numba's own inlining) puts the rule's body in the loop, so that LLVM vectorises it even
+    when the rule is too large for LLVM to inline (Ftrl's, with two ``pow``).
+
+    A rule may call an array function that has a one-element form for the elements of
+    whole SIMD packets (``element_forms``: Ftrl's ``power_array`` and ``clip_by_value``);
+    the compiled rule calls that form instead.
     """
     import numba
 
     code = rule.__code__
     positional = code.replace(co_argcount=code.co_argcount + code.co_kwonlyargcount, co_kwonlyargcount=0)
-    function = types.FunctionType(positional, rule.__globals__, rule.__name__, None, rule.__closure__)
-    return numba.njit(function, fastmath=False, error_model="numpy")
+    names = rule.__globals__
+    swaps = element_forms(rule, dtype)
+    if swaps:
+        names = {**names, **swaps}
+    function = types.FunctionType(positional, names, rule.__name__, None, rule.__closure__)
+    return numba.njit(function, fastmath=False, error_model="numpy", inline="always")
+
+
+def element_forms(rule, dtype):
+    """``{global name: compiled one-element form}`` for the array functions ``rule`` calls
+    that have one (``numerics.pow_fast.element_forms``); empty for every other rule.
+
+    The engine runs such a rule only on whole packets: ``Ftrl.run_rule`` hands the kernel
+    the first ``size - size % LANES`` elements and runs the rest as array code.
+    """
+    from ...numerics import pow_fast
+
+    forms = pow_fast.element_forms(dtype)
+    called = {name: rule.__globals__.get(name) for name in rule.__code__.co_names}
+    return {name: forms[value] for name, value in called.items()
+            if isinstance(value, types.FunctionType) and value in forms}
 
 
 def source(rule, missing, scalar_names, literals, parallel, scaling=0):
@@ -216,23 +243,45 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
     return "\n".join(lines) + "\n"
 
 
-def _compile(rule, missing, scalar_names, literals, parallel, scaling=0):
+_OPTIONS = {"fastmath": False, "error_model": "numpy", "nogil": True}
+
+
+def _namespace(rule, dtype):
     import numba
 
-    literals = dict(literals)
-    text = source(rule, missing, scalar_names, literals, parallel, scaling)
-    namespace = {"_rule": _jit_rule(rule), "_prange": numba.prange, "_FTZ_DAZ": np.uint32(FTZ_DAZ),
+    namespace = {"_rule": _jit_rule(rule, dtype), "_prange": numba.prange, "_FTZ_DAZ": np.uint32(FTZ_DAZ),
                  "_get_num_threads": numba.get_num_threads}
     if _X86:
         namespace.update(_mxcsr_intrinsics())
+    return namespace
+
+
+def _run_source(text, namespace, rule):
     # The text is ours (``source``), built from the rule's signature: no outside input.
     exec(compile(text, f"<fused kernel for {rule.__module__}.{rule.__qualname__}>", "exec"), namespace)  # noqa: S102
-    options = {"fastmath": False, "error_model": "numpy", "nogil": True}
-    namespace["_chunk"] = numba.njit(namespace["_chunk"], **options)
-    return numba.njit(namespace["_kernel"], parallel=parallel, **options)
 
 
-_kernels = fusion.KernelCache(_compile)  # (rule, missing, scalar names, literals, parallel, scaling) -> kernel
+def _compile_chunk(rule, missing, scalar_names, literals, scaling, dtype):
+    """The loop ``_chunk``, compiled once for the serial and the parallel kernel (it is the
+    same loop: the parallel kernel calls it on each thread's slice)."""
+    import numba
+
+    namespace = _namespace(rule, dtype)
+    _run_source(source(rule, missing, scalar_names, dict(literals), False, scaling), namespace, rule)
+    return numba.njit(namespace["_chunk"], **_OPTIONS)
+
+
+def _compile(rule, missing, scalar_names, literals, parallel, scaling, dtype):
+    import numba
+
+    namespace = _namespace(rule, dtype)
+    _run_source(source(rule, missing, scalar_names, dict(literals), parallel, scaling), namespace, rule)
+    namespace["_chunk"] = _chunks.get(rule, missing, scalar_names, literals, scaling, dtype)
+    return numba.njit(namespace["_kernel"], parallel=parallel, **_OPTIONS)
+
+
+_chunks = fusion.KernelCache(_compile_chunk)  # (rule, missing, scalar names, literals, scaling, dtype) -> loop
+_kernels = fusion.KernelCache(_compile)  # (rule, missing, scalar names, literals, parallel, scaling, dtype) -> kernel
 
 
 @functools.cache
