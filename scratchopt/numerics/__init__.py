@@ -51,7 +51,8 @@ module           holds
 ``matmul``       ``matmul`` (``tf.matmul``), ``bias_add_grad`` (a Dense bias's gradient)
 ``elementwise``  ``rsqrt``, ``rsqrt_grad``
 ``pow``          ``power_array`` (``tf.pow`` on arrays: Eigen's ``generic_pow`` on whole
-                 packets, the C library's ``pow`` on the tail; Ftrl and Lamb need it)
+                 packets, the C library's ``pow`` on the tail; Ftrl and Lamb need it);
+                 compiled, the same bits, in ``pow_fast`` (numba: imported only when used)
 ``fma``          ``fma`` (one rounding of ``a*b + c``: what PyTorch's CPU kernels do in
                  ``add(alpha=)``, ``lerp_``, ``addcmul_``; ``scratchopt.torch`` needs it)
 ``ulp``          ``ulp_distance``

@@ -289,7 +289,16 @@ def power_array(x, y):
     """
     x, y = np.asarray(x), np.asarray(y)
     dtype = np.result_type(x, y)
-    x, y = np.broadcast_arrays(x.astype(dtype, copy=False), y.astype(dtype, copy=False))
+    x, y = x.astype(dtype, copy=False), y.astype(dtype, copy=False)
+    compiled = _compiled(x, y)
+    if compiled is not None:  # the same bits, from numba (pow_fast.py); the lines below are the reference
+        out = np.empty(x.shape, dtype)
+        whole = compiled.power_array_whole_packets(x, y, out)
+        if whole < x.size:
+            tail = out.reshape(-1)[whole:]
+            tail[...] = power(x.reshape(-1)[whole:], y.reshape(-1)[whole:] if y.ndim else np.full(tail.size, y))
+        return out
+    x, y = np.broadcast_arrays(x, y)
     shape = x.shape
     x, y = x.reshape(-1), y.reshape(-1)
     whole = x.size - x.size % LANES[dtype]
@@ -302,3 +311,15 @@ def power_array(x, y):
     if whole < x.size:
         out[whole:] = power(x[whole:], y[whole:])
     return out.reshape(shape)
+
+
+def _compiled(x, y):
+    """``pow_fast`` when it takes ``power_array(x, y)`` (numba installed, not
+    ``SCRATCHOPT_BACKEND=numpy``, a C-contiguous NumPy ``x``, ``y`` 0-d or of its shape), else None."""
+    from . import sums_fast
+
+    if not sums_fast.wanted(x) or x.ndim == 0:
+        return None
+    from . import pow_fast
+
+    return pow_fast if pow_fast.wanted(x, y) else None

@@ -5,7 +5,7 @@ SIMD packet, so that a fused kernel (Ftrl's) can run them element by element.
 ``pow.py`` is the readable reference: Eigen's ``generic_pow`` written with NumPy arrays,
 about forty temporaries per call. Here each of its lines is the same IEEE operation on one
 element, in the same order (``fastmath=False``: no reassociation, no FMA contraction), so
-the bits are the same; ``parity_tests/test_ftrl_fused.py`` checks it on drawn and special
+the bits are the same; ``parity_tests/test_pow_fast.py`` checks it on drawn and special
 bases and exponents. Where the reference computes a value and then overwrites it with a
 special case (``np.where``), this code takes the branch instead: the value it skips is one
 the reference throws away.
@@ -339,3 +339,67 @@ def element_forms(dtype):
     fused kernel's compiled rule calls instead (``engine.fused_cpu.element_forms``)."""
     packet_pow, packet_clip = kernels(np.dtype(dtype))
     return {power_array: packet_pow, clip_by_value: packet_clip}
+
+
+# --- power_array on whole arrays, compiled ---------------------------------------------------
+
+
+def wanted(x, y):
+    """Whether ``power_array(x, y)`` takes the compiled kernel, given ``sums_fast.wanted(x)``
+    (numba, ``SCRATCHOPT_BACKEND`` not ``numpy``, a float32/float64 NumPy ``x``): ``x``
+    C-contiguous and ``y`` of its dtype, 0-d or of ``x``'s shape (Lamb's ``pow(w, 2)``,
+    Ftrl's ``pow(n, -p)``)."""
+    return (x.flags.c_contiguous and x.size > 0 and isinstance(y, np.ndarray) and y.dtype == x.dtype
+            and (y.ndim == 0 or (y.shape == x.shape and y.flags.c_contiguous)))
+
+
+@functools.cache
+def _array_kernels(dtype):
+    """``run(x, y, out, whole, chunks)``: ``out[i] = packet_pow(x[i], y[i or 0])`` for the
+    first ``whole`` elements, serial and parallel (chunks of whole packets)."""
+    from . import sums_fast
+
+    base = sums_fast._kernels(8, "none")
+    get_mxcsr, set_mxcsr, FTZ_DAZ = base["mxcsr"]
+    enter_worker = base["enter_worker"]
+    packet_pow = kernels(dtype)[0]
+
+    def kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def run(x, y, out, whole, chunks, per):
+            mode = get_mxcsr() & FTZ_DAZ
+            scalar = y.size == 1
+            for c in loop(chunks):
+                saved = enter_worker(mode)
+                lo, hi = c * per, min(whole, (c + 1) * per)
+                xs, os_ = x[lo:hi], out[lo:hi]  # from 0: no wraparound checks
+                if scalar:
+                    e = y[0]
+                    for i in range(hi - lo):
+                        os_[i] = packet_pow(xs[i], e)
+                else:
+                    ys = y[lo:hi]
+                    for i in range(hi - lo):
+                        os_[i] = packet_pow(xs[i], ys[i])
+                set_mxcsr(saved)
+
+        return numba.njit(parallel=parallel, **_OPTIONS)(run)
+
+    return {False: kernel(False), True: kernel(True)}
+
+
+def power_array_whole_packets(x, y, out):
+    """``out[:whole] = generic_pow`` of the whole packets of the flat ``x`` (and ``y``);
+    returns ``whole``, where the tail (libm's) starts."""
+    from . import sums_fast
+    from .pow import LANES
+
+    flat = x.reshape(-1)
+    whole = flat.size - flat.size % LANES[x.dtype]
+    if whole:
+        parallel = sums_fast._parallel(whole)
+        chunks = sums_fast._chunks(whole, 64) if parallel else 1
+        per = -(-whole // chunks)  # elementwise: any cut gives the same bits
+        _array_kernels(x.dtype)[parallel](flat, y.reshape(-1), out.reshape(-1), whole, chunks, per)
+    return whole

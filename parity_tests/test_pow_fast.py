@@ -1,10 +1,13 @@
-"""Ftrl's fused CPU path gives the NumPy reference's bits.
+"""``numerics.pow_fast`` (TF's packet ``pow`` and clip, compiled) and Ftrl's fused CPU path
+give the NumPy reference's bits.
 
 * ``pow_fast.packet_pow`` (TF's packet ``pow``, one element, compiled) against
   ``pow.generic_pow`` (the NumPy reference, itself checked against ``tf.pow`` in
   test_pow.py), on drawn bases and exponents and every pair of special values;
 * ``pow_fast.packet_clip`` against ``clip_by_value``'s whole packets, ties and subnormal
   bounds included;
+* ``power_array`` compiled (the default with numba: Lamb's norms, Ftrl's array code)
+  against ``SCRATCHOPT_BACKEND=numpy``, serial and parallel, with and without a tail;
 * Ftrl stepped with ``backend="fused"`` against ``backend="numpy"``: drawn runs (the Keras
   parity tests' strategies) through the serial and the parallel kernel, and large tensors
   whose sizes leave a tail, with subnormals, NaN and inf; the kernel is checked to have run
@@ -14,6 +17,7 @@ Keras parity itself (test_more_optimizers.py) runs the default, fused, path too.
 """
 
 import functools
+import os
 import subprocess
 import sys
 import textwrap
@@ -29,16 +33,18 @@ from optimizer_info import INFOS
 from strategies import DTYPES, runs
 from test_fused import KERNELS, assert_same_runs, kernel_sizes, mixed, trajectory
 
-from scratchopt.numerics import tf_arithmetic
+from scratchopt.numerics import sums_fast, tf_arithmetic
 from scratchopt.numerics.elementwise import clip_by_value
-from scratchopt.numerics.pow import LANES, generic_pow
+from scratchopt.numerics.pow import LANES, generic_pow, power_array
 from scratchopt.optimizers import Ftrl, ftrl
 from scratchopt.optimizers.engine import fused_cpu as fused
 from scratchopt.tools.parity import same_bits
 
-pytestmark = [pytest.mark.skipif(not fused.available(), reason="numba is not installed "
-                                 "(pip install 'scratchopt[fast]'): there is no fused path to compare"),
-              pytest.mark.filterwarnings("ignore:Gradients do not exist")]
+pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
+pytest.importorskip("numba", reason="numba is not installed (pip install 'scratchopt[fast]'): "
+                    "there is no compiled pow or fused path to compare")
+from scratchopt.numerics import pow_fast  # noqa: E402  (imports numba)
+
 FTRL = next(i for i in INFOS if i.name == "Ftrl")
 SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, np.inf, -np.inf, np.nan, 1e-30, 1e30, 7.25,
            200.0, -151.0, 1e10, -1e10, 1e-37, 3e38]
@@ -48,8 +54,6 @@ SPECIAL = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0, np.inf, -np.in
 def compiled(dtype):
     """Loops applying the compiled packet pow and clip element by element."""
     import numba
-
-    from scratchopt.numerics import pow_fast
 
     packet_pow, packet_clip = pow_fast.kernels(np.dtype(dtype))
 
@@ -127,6 +131,46 @@ def test_packet_clip_is_clip_by_values_whole_packets(dtype, data):
         out = np.empty_like(x)
         compiled(x.dtype)[1](x, lo, hi, out)
     assert same_bits(out, expected) and np.array_equal(np.signbit(out), np.signbit(expected))
+
+
+def numpy_power_array(x, y):
+    with mock.patch.dict(os.environ, {"SCRATCHOPT_BACKEND": "numpy"}):
+        return power_array(x, y)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@settings(max_examples=scaled(30), deadline=None)
+@given(data=st.data())
+def test_compiled_power_array_gives_the_references_bits(dtype, kernel, data):
+    bits = np.finfo(dtype).bits
+    n = data.draw(st.integers(1, 70))
+    x = data.draw(arrays(dtype, n, elements=st.one_of(st.floats(width=bits), st.sampled_from(SPECIAL))))
+    if data.draw(st.booleans()):
+        y = np.asarray(data.draw(st.sampled_from([2.0, -0.5, 0.5, -0.3, 1.0, 0.0, np.nan]))).astype(dtype)
+    else:
+        y = data.draw(arrays(dtype, n, elements=st.floats(-8, 8, width=bits)))
+    threshold = 0 if kernel == "parallel" else 1 << 62
+    with mock.patch.object(sums_fast, "PARALLEL_MIN_ELEMENTS", threshold), \
+            mock.patch.object(pow_fast, "power_array_whole_packets", wraps=pow_fast.power_array_whole_packets) as spy:
+        ours = power_array(x, y)
+    assert spy.called
+    assert same_bits(ours, numpy_power_array(x, y))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_compiled_power_array_on_large_arrays_and_what_it_leaves_to_numpy(dtype):
+    rng = np.random.default_rng(3)
+    x = np.exp(rng.uniform(-30, 30, 300_007)).astype(dtype)
+    for y in (np.asarray(2.0, dtype), np.exp(rng.uniform(-2, 2, x.size)).astype(dtype)):
+        with mock.patch.object(sums_fast, "PARALLEL_MIN_ELEMENTS", 1 << 16):
+            assert same_bits(power_array(x, y), numpy_power_array(x, y))
+    with mock.patch.object(pow_fast, "power_array_whole_packets") as spy:
+        strided = x[::2]
+        assert same_bits(power_array(strided, np.asarray(2.0, dtype)), numpy_power_array(strided, np.asarray(2.0, dtype)))
+        rows, exponents = x[:300_000].reshape(100, 3000), np.linspace(-1, 1, 3000).astype(dtype)
+        assert same_bits(power_array(rows, exponents), numpy_power_array(rows, exponents))  # y broadcast
+    assert not spy.called
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
