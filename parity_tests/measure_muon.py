@@ -57,7 +57,7 @@ def main(seeds=5, steps=200):
                 worst[dtype] = (gap, seed, kwargs, shapes)
     for dtype, (gap, seed, kwargs, shapes) in sorted(worst.items()):
         print(f"{dtype}: max {gap:.3g} eps of the state's scale (seed {seed}, {kwargs}, shapes {shapes[:4]}); "
-              f"bound {MUON_BOUND[dtype]:g}")
+              f"bound {MUON_BOUND[dtype] or 'exact'}")
 
 
 if __name__ == "__main__":

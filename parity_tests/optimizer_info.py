@@ -30,8 +30,8 @@ class OptimizerInfo:
     fused: bool = True
     # ``pack`` works (False: Adafactor, whose factored slots are not shaped like the params)
     packable: bool = True
-    # None: every state bit-exact against Keras. Else {dtype: eps} (``parity.MUON_BOUND``):
-    # the 2-D states are held to ``parity.eps_gap(ours, keras) <= eps``, the others exact
+    # None: every state bit-exact against Keras. Else {dtype: eps or None} (``parity.MUON_BOUND``):
+    # the 2-D states are held to ``parity.eps_gap(ours, keras) <= eps`` (None: exact), the others exact
     bound: dict = None
     # None, or kwargs -> the dtypes a 2-D param can be stepped in (Muon: Keras raises on others)
     matrix_dtypes: object = None
@@ -39,9 +39,10 @@ class OptimizerInfo:
     def agrees(self, ours, keras):
         """Whether our state is Keras's: the same bits, or for a 2-D state of a bounded
         optimizer within ``bound`` (``parity.eps_gap``)."""
-        if self.bound is None or np.ndim(keras) != 2:
+        bound = None if self.bound is None else self.bound[np.asarray(keras).dtype.name]
+        if bound is None or np.ndim(keras) != 2:
             return same_bits(ours, keras)
-        return eps_gap(ours, keras) <= self.bound[np.asarray(keras).dtype.name]
+        return eps_gap(ours, keras) <= bound
 
     @property
     def cls(self):

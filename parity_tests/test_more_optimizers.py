@@ -179,7 +179,8 @@ MUON_SHAPES = [(7, 13), (13,), (64, 32), (33, 70), ()]
 
 
 def muon_gap(dtype, kwargs, steps=200, ours_kwargs=None):
-    """The largest ``eps_gap`` of Muon's 2-D states over a run; the other params must be exact."""
+    """The largest ``eps_gap`` of Muon's 2-D states over a run (inf if a bit differs where
+    ``MUON_BOUND`` asks for exactness); the other params must be exact."""
     rng = np.random.default_rng(0)
     params = [rng.standard_normal(s).astype(dtype) for s in MUON_SHAPES]
     ours = optimizers.Muon(**(ours_kwargs or kwargs))
@@ -190,8 +191,10 @@ def muon_gap(dtype, kwargs, steps=200, ours_kwargs=None):
         ours.apply(grads, params)
         reference.apply(grads)
         for label, a, b in state_pairs(ours, reference):
-            if np.ndim(b) == 2:
+            if np.ndim(b) == 2 and MUON_BOUND[dtype] is not None:
                 worst = max(worst, eps_gap(a, b))
+            elif np.ndim(b) == 2:  # float64: exact
+                worst = max(worst, 0.0 if same_bits(a, b) else np.inf)
             else:  # the 1-D and 0-d params take AdamW's exact path
                 assert same_bits(a, b), label
     return worst
@@ -202,8 +205,9 @@ def muon_gap(dtype, kwargs, steps=200, ours_kwargs=None):
                                            ("float32", {"learning_rate": 0.01, "nesterov": False,
                                                         "weight_decay": None, "adam_lr_ratio": 0.5})])
 def test_muon_is_within_its_measured_bound_of_keras(tf, dtype, kwargs):
-    """``parity.MUON_BOUND``, from ``parity_tests/measure_muon.py``."""
-    assert muon_gap(dtype, kwargs) <= MUON_BOUND[dtype]
+    """``parity.MUON_BOUND``, from ``parity_tests/measure_muon.py``: float32 within it,
+    float64 bit for bit (200 steps on matrices of odd and even shapes)."""
+    assert muon_gap(dtype, kwargs) <= (MUON_BOUND[dtype] or 0.0)
 
 
 def test_muon_s_bound_catches_a_wrong_rule(tf):
@@ -260,7 +264,8 @@ def test_muon_raises_where_keras_mixes_dtypes_and_only_there(tf, param_dtype, gr
             return
         reference.apply(grads)
         for label, a, b in state_pairs(ours, reference):
-            assert eps_gap(a, b) <= MUON_BOUND[np.asarray(b).dtype.name], label
+            bound = MUON_BOUND[np.asarray(b).dtype.name]
+            assert same_bits(a, b) if bound is None else eps_gap(a, b) <= bound, label
 
 
 def test_muon_raises_on_the_update_steps_of_gradient_accumulation_only(tf):

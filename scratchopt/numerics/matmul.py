@@ -3,9 +3,13 @@
 ``tf.matmul`` in float64 runs Eigen, without FMA, and TF picks Eigen's path by shape
 (``LaunchBatchMatMul``): with ``m x k`` times ``k x n``,
 
-* no dimension 1: Eigen's contraction, which sums over the inner index ``k`` one term at a
-  time, ``((x0*w0 + x1*w1) + x2*w2) + ...``, every output at once (measured where ``n`` is
-  a multiple of 8; other widths have other blockings, not reproduced);
+* no dimension 1: Eigen's tensor contraction, on one thread (``_eigen_gemm``): its GEBP
+  kernel (double, AVX without FMA: register panels of 8, 4, 2 and 1 output columns, times
+  4 or 1 output rows) sums over the inner index ``k`` one term at a time,
+  ``((0 + x0*w0) + x1*w1) + ...``, except on the 4- and 2-wide column panels (two
+  accumulators, even and odd terms) and in the last column of an odd ``n`` (four
+  accumulators), in whole 4-row blocks; ``k`` beyond Eigen's depth block (``kc``, about 500
+  with a 48 KiB L1) is summed block by block, each block's sum added to the output;
 * a dimension 1 (``min(m, k, n) == 1``): an ``Eigen::Matrix`` product, and then
 
   - ``m + k + n < 20`` (Eigen's ``EIGEN_GEMM_TO_COEFFBASED_THRESHOLD``): the lazy,
@@ -37,6 +41,8 @@ gradient (``BiasAddGrad``) sums the batch rows one at a time. A one-unit bias go
 a broadcasting ``tf.add`` instead, whose gradient is ``tf.reduce_sum`` over the batch:
 Eigen's full reduction (``numerics.reduce_sum``).
 """
+
+import os
 
 import numpy as np
 
@@ -71,7 +77,9 @@ def matmul(a, b, transpose_a=False, transpose_b=False):
         return _one_term_at_a_time(a, b, from_zero=not (transpose_a or transpose_b))
     if n == 1 and m > 1 and not transpose_a:
         return _gemv(a, b)
-    return _one_term_at_a_time(a, b)
+    if min(m, k, n) == 1:  # Eigen::Matrix products (TF's SequentialMatMulKernel), not GEBP
+        return _one_term_at_a_time(a, b)
+    return _eigen_gemm(a, b)  # Eigen's tensor contraction (TF's ParallelMatMulKernel)
 
 
 def _one_term_at_a_time(a, b, from_zero=True):
@@ -80,6 +88,97 @@ def _one_term_at_a_time(a, b, from_zero=True):
     out = np.zeros((a.shape[0], b.shape[1])) if from_zero else a[:, 0:1] * b[0:1, :]
     for j in range(0 if from_zero else 1, a.shape[1]):
         out = out + a[:, j:j + 1] * b[j:j + 1, :]
+    return out
+
+
+def _l1_data_bytes(default=32 * 1024):
+    """The per-core L1 data cache, as Eigen reads it from CPUID (here: from Linux's sysfs);
+    it sets Eigen's depth block ``kc``, which matters only for ``k`` above ~300."""
+    root = "/sys/devices/system/cpu/cpu0/cache"
+
+    def read(entry, name):
+        with open(os.path.join(root, entry, name)) as f:
+            return f.read().strip()
+
+    try:
+        for entry in sorted(os.listdir(root)):
+            if read(entry, "level") == "1" and read(entry, "type") in ("Data", "Unified"):
+                size = read(entry, "size")
+                return int(size[:-1]) * 1024 if size.endswith("K") else int(size)
+    except (OSError, ValueError):
+        pass
+    return default
+
+
+L1_BYTES = _l1_data_bytes()
+
+
+def _depth_block(m, k, n, l1=None):
+    """Eigen's ``kc`` (evaluateProductBlockingSizesHeuristic, one thread, double, mr=8, nr=4)."""
+    l1 = L1_BYTES if l1 is None else l1
+    if max(m, k, n) < 48:
+        return k
+    max_kc = max(((l1 - 8 * 4 * 8) // (8 * 8 + 4 * 8)) & ~7, 1)
+    if k <= max_kc:
+        return k
+    if k % max_kc == 0:
+        return max_kc
+    return max_kc - 8 * ((max_kc - 1 - k % max_kc) // (8 * (k // max_kc + 1)))
+
+
+def _gebp_block(a, b):
+    """One depth block of Eigen's GEBP kernel (double, AVX without FMA: mr = 8, nr = 4, pk = 8),
+    as TF calls it on row-major tensors: Eigen's panel rows are the output's *columns* and its
+    nr = 4 column panels are the output's *rows*. Every output starts from +0, then:
+
+    * output columns in whole 8-wide panels (``j < n8``), and any output rows past the last
+      whole 4-row block (``i >= m4``): one term at a time, ``((0 + p0) + p1) + ...``;
+    * columns of the 4- and 2-wide panels (``n8 <= j < n - n % 2``), rows ``i < m4``: two
+      accumulators over the first ``k - k % 8`` terms, even terms in one and odd in the other,
+      added, then the remaining terms one at a time: ``((0+p0+p2+..) + (0+p1+p3+..)) + p8k + ...``;
+    * the last column when ``n`` is odd, rows ``i < m4``: four accumulators over the first
+      ``k - k % 4`` terms (term t into t % 4), added as ``(c0 + c1) + (c2 + c3)``, then the
+      remaining terms one at a time.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    m4, n8, n2 = m - m % 4, n - n % 8, n - n % 2
+    out = np.empty((m, n))
+    out[:, :n8] = _one_term_at_a_time(a, b[:, :n8])
+    out[m4:, n8:] = _one_term_at_a_time(a[m4:], b[:, n8:])
+    if m4 and n2 > n8:  # 1-packet (4) and half-packet (2) column panels: even/odd accumulators
+        x, w = a[:m4], b[:, n8:n2]
+        even, odd = np.zeros((m4, n2 - n8)), np.zeros((m4, n2 - n8))
+        peeled = k - k % 8
+        for j in range(0, peeled, 2):
+            even = even + x[:, j:j + 1] * w[j:j + 1]
+            odd = odd + x[:, j + 1:j + 2] * w[j + 1:j + 2]
+        acc = even + odd
+        for j in range(peeled, k):
+            acc = acc + x[:, j:j + 1] * w[j:j + 1]
+        out[:m4, n8:n2] = acc
+    if m4 and n2 < n:  # the last, odd column: one row at a time, 4 lanes over k
+        x, w = a[:m4], b[:, n - 1]
+        lanes = np.zeros((4, m4))
+        whole = k - k % 4
+        for j in range(whole):
+            lanes[j % 4] = lanes[j % 4] + x[:, j] * w[j]
+        acc = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+        for j in range(whole, k):
+            acc = acc + x[:, j] * w[j]
+        out[:m4, n - 1] = acc
+    return out
+
+
+def _eigen_gemm(a, b):
+    """TF's float64 CPU MatMul with no dimension 1 (Eigen's tensor contraction on one thread):
+    the output starts at +0 and each depth block of ``kc`` terms adds its GEBP sums to it."""
+    m, k = a.shape
+    n = b.shape[1]
+    kc = _depth_block(n, k, m)  # Eigen's (rows, depth, cols) are TF's (n, k, m)
+    out = np.zeros((m, n))
+    for k0 in range(0, k, kc):
+        out = out + _gebp_block(a[:, k0:k0 + kc], b[k0:k0 + kc])
     return out
 
 

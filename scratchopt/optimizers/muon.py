@@ -21,8 +21,9 @@ def newton_schulz(x, steps, a, b, c):
         repeat steps:  A = x x^T;  B = b A + (c A) A;  x = a x + B x
         if rows > cols: x = x^T
 
-    The products are ``numerics.matmul``: TF's order, exact in float64. In float32 TF's
-    matmul runs on oneDNN, whose summation order depends on the CPU: there, NumPy's ``@``.
+    The products are ``numerics.matmul``: TF's order, exact in float64 (Eigen's GEBP kernel's
+    panels and depth blocks). In float32 TF's matmul runs on oneDNN, whose summation order
+    depends on the CPU: there, NumPy's ``@``.
     """
     tall = x.shape[-2] > x.shape[-1]
     if tall:
@@ -62,10 +63,11 @@ class Muon(Optimizer):
     multiplies the update by the rate and by ``sqrt(max(rows, cols))`` (float32) without
     casts: some dtype mixes make TF raise (``_refuse`` says which), and scratchopt raises a
     TypeError on the same ones, before anything changes (Keras has updated the momentum by
-    then). Parity: the AdamW params are exact; the matrices are within ``parity.MUON_BOUND``
-    (16 eps of each matrix's largest value; measured 3.55) of Keras's: oneDNN's float32
-    matmul order depends on the CPU, and ``numerics.matmul`` follows Eigen's float64 order
-    for most shapes, not every tile of odd ones.
+    then). Parity: the AdamW params are exact, and so are the float64 matrices
+    (``numerics.matmul`` follows Eigen's float64 GEBP order, every panel of every shape);
+    the float32 matrices are within ``parity.MUON_BOUND`` (16 eps of each matrix's largest
+    value; measured 2.84) of Keras's: TF's float32 matmul runs on oneDNN, whose order
+    depends on the CPU.
 
     Examples
     --------
