@@ -217,7 +217,7 @@ INFOS += [
                     ({"l2_regularization_strength": -0.1}, ValueError),
                     ({"l2_shrinkage_regularization_strength": -0.1}, ValueError)],
         acceptances=[{"beta": -1.0}, {"initial_accumulator_value": 0.0}, {"learning_rate_power": 0.0}],
-        fused=False,
+        fused=False,  # its CPU kernel takes whole packets only, and it has no GPU path: test_pow_fast.py
     ),
     OptimizerInfo(
         "Lamb",
