@@ -330,6 +330,25 @@ def test_ftrl_tells_a_subnormal_l1_from_zero_by_its_bits(tf, l1):
             assert same_bits(a, b), f"l1={l1!r}: {label} differs\nours  {a!r}\nkeras {b!r}"
 
 
+@pytest.mark.parametrize("name", ["Adagrad", "Ftrl"])
+@pytest.mark.parametrize("value", [1.401298464324817e-45, 1e-40, 1.1754943508222875e-38, 0.1])
+def test_an_accumulator_starts_as_kerass_constant_initializer_fills_it(tf, name, value):
+    """Found by a full run: Keras fills the accumulator with ``Constant(value)``, which is
+    ``ops.cast(value, dtype) * ops.ones(shape)``; TF's multiply flushes a float32 subnormal,
+    so a float32 accumulator starts at 0 where the cast alone gives 1e-45. Seen before any
+    step: with ``gradient_accumulation_steps=2`` the first ``apply`` only accumulates."""
+    params = [np.ones(5, np.float32), np.ones(3, np.float64)]
+    kwargs = {"initial_accumulator_value": value, "gradient_accumulation_steps": 2}
+    ours = getattr(optimizers, name)(**kwargs)
+    reference = KerasRun(ours, [p.copy() for p in params], literal=kwargs)
+    for step in range(2):
+        grads = [np.full(5, 0.5, np.float32), np.full(3, -0.25, np.float64)]
+        ours.apply(grads, params)
+        reference.apply(grads)
+        for label, a, b in state_pairs(ours, reference):
+            assert same_bits(a, b), f"{name} value={value!r} step {step}: {label} differs\nours  {a!r}\nkeras {b!r}"
+
+
 @pytest.mark.parametrize("value", [9.963247973947976e-42, -1e-40, 1e-45, 1e-38, 0.1])
 def test_a_float32_subnormal_cast_to_float64_is_flushed_as_tfs_cast_does(tf, value):
     """Found by a full run: Keras's Ftrl makes its accumulator with ``ops.cast(value,

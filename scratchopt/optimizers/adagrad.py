@@ -1,9 +1,9 @@
 """Adagrad: each weight's rate divided by the root of its summed squared gradients."""
 
 from .. import checks
-from ..backend import namespace, sqrt
+from ..backend import sqrt
 from ..numerics import as_dtype
-from .base import Optimizer, cast
+from .base import Optimizer, constant_slot
 
 
 def update(g, var, accumulator, *, lr, epsilon):
@@ -30,8 +30,9 @@ class Adagrad(Optimizer):
     """``Adagrad(learning_rate=0.001, initial_accumulator_value=0.1, epsilon=1e-07, ...)``.
 
     The rule is ``update`` above. The accumulator starts at ``initial_accumulator_value``,
-    cast to the param's dtype as Keras's ``Constant`` initializer casts it (a Python float
-    through float32). As in Keras the values are not validated.
+    filled as Keras's ``Constant`` initializer fills it (``base.constant_slot``: a Python
+    float through float32, a float32 subnormal flushed to 0). As in Keras the values are not
+    validated.
 
     Examples
     --------
@@ -59,9 +60,7 @@ class Adagrad(Optimizer):
         self.epsilon = checks.number("epsilon", epsilon)
 
     def initial_slot(self, name, param):
-        start = namespace(param).empty_like(param)
-        start[...] = cast(self.initial_accumulator_value, param.dtype)
-        return start
+        return constant_slot(self.initial_accumulator_value, param)
 
     def scalars(self, lr, step, dtype):
         return {"lr": lr, "epsilon": as_dtype(self.epsilon, dtype)}

@@ -74,6 +74,20 @@ def cast(x, dtype):
     return through_float32(x, dtype) if type(x) is float else keras_cast(x, dtype)[()]
 
 
+def constant_slot(value, param):
+    """A slot filled as Keras's ``initializers.Constant(value)(shape, dtype)`` fills it:
+    ``ops.cast(value, dtype) * ops.ones(shape, dtype)``. The product is a TF kernel, which
+    flushes subnormals on the CPU: a float32-subnormal ``value`` (1e-45) starts the slot
+    at 0, as in Keras (Adagrad's and Ftrl's ``initial_accumulator_value``)."""
+    start = namespace(param).empty_like(param)
+    value = cast(value, param.dtype)
+    if namespace(param) is np:  # the CPU's kernels flush; a GPU's keep subnormals
+        with tf_arithmetic():
+            value = value * param.dtype.type(1)
+    start[...] = value
+    return start
+
+
 def decay(g, var, *, weight_decay, lr):
     """Decoupled weight decay, Keras's form, run just before the update rule: one more rule.
 

@@ -8,7 +8,7 @@ from ..numerics import as_dtype
 from ..numerics.elementwise import clip_by_value
 from ..numerics.pow import LANES, power_array
 from . import engine
-from .base import Optimizer, cast
+from .base import Optimizer, constant_slot
 
 
 def update(g, var, accumulator, linear, *, lr, minus_lr_power, l1, minus_l1, two_l2, two_l2_shrinkage):
@@ -116,9 +116,7 @@ class Ftrl(Optimizer):
     def initial_slot(self, name, param):
         if name != "accumulator":
             return super().initial_slot(name, param)
-        start = namespace(param).empty_like(param)
-        start[...] = cast(self.initial_accumulator_value, param.dtype)
-        return start
+        return constant_slot(self.initial_accumulator_value, param)
 
     def run_rule(self, g, var, slots, scalars, fused):
         """The whole packets through the engine, the last ``size % LANES`` elements as array code.
