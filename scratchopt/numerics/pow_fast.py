@@ -6,9 +6,10 @@ SIMD packet, so that a fused kernel (Ftrl's) can run them element by element.
 about forty temporaries per call. Here each of its lines is the same IEEE operation on one
 element, in the same order (``fastmath=False``: no reassociation, no FMA contraction), so
 the bits are the same; ``parity_tests/test_pow_fast.py`` checks it on drawn and special
-bases and exponents. Where the reference computes a value and then overwrites it with a
-special case (``np.where``), this code takes the branch instead: the value it skips is one
-the reference throws away.
+bases and exponents. Like the reference, it computes the general value for every element
+and then overwrites it with the special cases in the reference's order (its ``np.where``
+chain, here assignments that compile to selects): a loop without branches, which LLVM
+vectorises.
 
 How a rule uses them: the fused CPU engine compiles a rule that calls ``power_array`` or
 ``clip_by_value`` with ``packet_pow`` and ``packet_clip`` in their place
@@ -17,8 +18,12 @@ into the engine's loop unchanged. That loop only ever gets the elements of whole
 ``Ftrl.run_rule`` runs the last ``size % LANES`` elements of a tensor, which TF gives to
 libm's ``pow`` and to Eigen's scalar ``min``/``max``, as array code.
 
-numba is optional (the ``fast`` extra): this module imports it, and is imported only by a
-fused step.
+``power_array_whole_packets`` runs ``packet_pow`` over an array's whole packets: the
+compiled ``power_array`` (``pow.power_array`` calls it when numba is installed and
+``SCRATCHOPT_BACKEND`` is not ``numpy``; Lamb's norms, Ftrl's array code).
+
+numba is optional (the ``fast`` extra): this module imports it, and is imported only when
+one of the above runs.
 """
 
 import functools
