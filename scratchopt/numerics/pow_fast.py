@@ -403,8 +403,7 @@ def power_array_whole_packets(x, y, out):
     flat = x.reshape(-1)
     whole = flat.size - flat.size % LANES[x.dtype]
     if whole:
-        parallel = sums_fast._parallel(whole)
-        chunks = sums_fast._chunks(whole, 64) if parallel else 1
+        chunks = sums_fast._chunks(whole, 64)  # 1: serial, below sums_fast's parallel threshold
         per = -(-whole // chunks)  # elementwise: any cut gives the same bits
-        _array_kernels(x.dtype)[parallel](flat, y.reshape(-1), out.reshape(-1), whole, chunks, per)
+        _array_kernels(x.dtype)[chunks > 1](flat, y.reshape(-1), out.reshape(-1), whole, chunks, per)
     return whole

@@ -133,19 +133,14 @@ class Ftrl(Optimizer):
             raise TypeError("Ftrl runs on NumPy arrays only (TF's packet-wise pow is reproduced for NumPy)")
         arrays = [np.asarray(g), var, *slots]
         if not all(a.flags.c_contiguous and a.shape == var.shape for a in arrays):  # a view, or a scalar g
-            results = self.update(*arrays, **scalars)
-            for state, new in zip(arrays[1:], results):
-                state[...] = new
+            engine.run(self.update, g, var, slots, scalars, fused=False)  # the whole tensor as array code
             return
         flat = [a.reshape(-1) for a in arrays]
         whole = var.size - var.size % LANES[var.dtype]
-        if whole:
-            head = [a[:whole] for a in flat]
-            engine.run(self.update, head[0], head[1], head[2:], scalars, fused)
-        if whole < var.size:
-            tail = [a[whole:] for a in flat]
-            for state, new in zip(tail[1:], self.update(*tail, **scalars)):
-                state[...] = new
+        for lo, hi, path in ((0, whole, fused), (whole, var.size, False)):  # the whole packets, then the tail
+            if lo < hi:
+                g_part, var_part, *slot_parts = (a[lo:hi] for a in flat)
+                engine.run(self.update, g_part, var_part, slot_parts, scalars, path)
 
     def scalars(self, lr, step, dtype):
         l2 = as_dtype(self.l2_regularization_strength, dtype) + as_dtype(self.beta, dtype) / (dtype.type(2.0) * lr)
