@@ -127,7 +127,7 @@ def test_layer_normalization_is_the_reference(kernel, dtype, shape, epsilon, dat
 @pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [
-    (3000, 100), (2, 3), (15, 9), (16, 9), (17, 8), (19, 7),  # the column sums' layouts
+    (3000, 100), (517, 40), (2, 3), (15, 9), (16, 9), (17, 8), (19, 7),  # the column sums' layouts
     (3, 20001), (2, 9000, 5), (40, 33, 16), (33, 4097),  # rows longer than a leaf; odd row starts
 ])
 def test_layer_shaped_inputs(kernel, dtype, shape):

@@ -14,8 +14,8 @@ BatchNormalization forward   column sums of x; of (x - mean)**2; y = x * inv + s
                              of x that backward reads, written in the same pass)
 BatchNormalization backward  column sums of dy and of x * dy in one pass; then dx
 LayerNormalization forward   one pass: each row's mean, variance and y while the row is in cache
-LayerNormalization backward  one pass: each row's two row sums and dx, and the column sums
-                             (dbeta, dgamma) added row by row
+LayerNormalization backward  one pass: each row's two row sums and dx; then the column sums
+                             (dbeta, dgamma) in one pass, with BatchNormalization's kernel
 ===========================  ===================================================================
 
 The sums keep TF's orders (``numerics.sums``): a column sum over the rows is Eigen's
@@ -35,10 +35,17 @@ takes the reference.
 
 Flush-to-zero: the serial kernels run in the calling thread, inside the layers'
 ``tf_arithmetic``; the parallel ones set the caller's FTZ/DAZ bits in each worker for its
-chunk (as ``sums_fast`` does). Parallel (from ``PARALLEL_MIN_ELEMENTS``): a
-column sum's four accumulators are four tasks, so BatchNormalization's sums and
-LayerNormalization's backward split the rows by ``row % 4``; the elementwise passes and
-LayerNormalization's forward split the rows into chunks.
+chunk (as ``sums_fast`` does). Parallel (from ``PARALLEL_MIN_ELEMENTS``): the
+column sums split the columns (each thread goes down every row for its columns: columns
+are independent, the rows of one accumulator are not); the elementwise passes and
+LayerNormalization's row passes split the rows into chunks.
+
+Both sums once went the other way. A column sum's four accumulators were four tasks, each
+reading every fourth row; and LayerNormalization's backward added its column sums in the
+same pass as dx, also as four ``row % 4`` tasks. With 400-byte rows each task streamed
+nearly all of memory for a quarter of it. ``python benchmarks/normalization_passes.py`` and
+``benchmarks/reductions_before_after.py`` (before: fd5634d) measure the change; see
+``benchmarks/results/intel-xeon-2c/README.md``.
 
 Each layer writes the copy of ``x`` that its backward reads into its last call's copy when
 the shapes agree (``_buffer``): only backward reads it, and a fresh array costs the kernel's
@@ -60,6 +67,13 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: (1000, 100) 0.43 vs 0.30 ms, (10000, 100) 3.2 vs 2.1 ms; BatchNormalization 0.32 vs
 #: 0.32 ms and 2.6 vs 2.3 ms.
 PARALLEL_MIN_ELEMENTS = 1 << 16
+
+#: Rows per block of the column sums (a multiple of 4: block starts keep ``row % 4``). In a
+#: block, each accumulator's rows are added in turn while the block is in cache. On this
+#: project's VM, (100000, 100) float32 in a BatchNormalization step, ``sum(x)`` took 3.8, 3.3,
+#: 3.0 and 3.4 ms with blocks of 16, 64, 256 and 1024 rows, and 4.1 ms before, as four
+#: strided sweeps (by hand, the pass timings of ``benchmarks/normalization_passes.py``).
+ROW_BLOCK = 128
 
 
 def wanted(x, last_axis):
@@ -130,40 +144,51 @@ def _kernels(packet):
         loop = numba.prange if parallel else range
 
         @numba.njit(**inline)
-        def add(x, dy, mean, i, c, acc, acc2, r):
+        def add(x, dy, mean, rows_r, i, c, acc, acc2, r):
             """Row i, column c into ``acc[r, c]``: kind 0: x; 1: (x - mean)**2 (TF's
-            SquaredDifference, ``d = x - mean; d * d``); 2: dy, and x * dy into ``acc2``."""
+            SquaredDifference, ``d = x - mean; d * d``); 2: dy, and x * dy into ``acc2``;
+            3 (LayerNormalization's dbeta and dgamma): dy, and ``r * (x * dy + (-mean) * dy)``
+            with row i's ``mean`` and ``r`` (``rows_r``)."""
             if kind == 0:
                 acc[r, c] += x[i, c]
             elif kind == 1:
                 d = x[i, c] - mean[c]
                 acc[r, c] += d * d
-            else:
+            elif kind == 2:
                 acc[r, c] += dy[i, c]
                 acc2[r, c] += x[i, c] * dy[i, c]
+            else:
+                acc[r, c] += dy[i, c]
+                acc2[r, c] += rows_r[i] * (x[i, c] * dy[i, c] + (-mean[i]) * dy[i, c])
 
-        def kernel(x, dy, mean, whole, single_from, out, out2):
+        def kernel(x, dy, mean, rows_r, whole, single_from, out, out2, bounds):
             """Column sums over the N rows into ``out[0]`` (and ``out2[0]``), in Eigen's slab
-            order (``_slab_layout``). The four row-interleaved accumulators are four tasks
-            (parallel for big inputs)."""
+            order (``_slab_layout``). Each thread takes a range of columns (``bounds``) and
+            goes down the rows once, in blocks of ``ROW_BLOCK`` rows: in a block, the rows of
+            accumulator 0 (row % 4 == 0), then of 1, 2, 3, while the block is in cache."""
             rows, cols = x.shape
             mode = get_mxcsr() & FTZ_DAZ
-            part = np.zeros((4, cols), x.dtype)
-            part2 = np.zeros((4, cols), x.dtype)
-            for j in loop(4):
+            for k in loop(bounds.size - 1):
                 saved = enter_worker(mode)
-                for i in range(j, whole, 4):
-                    for c in range(single_from):
-                        add(x, dy, mean, i, c, part, part2, j)
+                lo, hi = np.uint64(bounds[k]), np.uint64(bounds[k + 1])  # unsigned: no negative-index check
+                mid = max(lo, min(hi, np.uint64(single_from)))  # [lo, mid): in whole packets; [mid, hi): one by one
+                part = np.zeros((4, cols), x.dtype)
+                part2 = np.zeros((4, cols), x.dtype)
+                for b0 in range(0, whole, ROW_BLOCK):
+                    b1 = min(whole, b0 + ROW_BLOCK)
+                    for j in range(4):
+                        for i in range(b0 + j, b1, 4):
+                            for c in range(lo, mid):
+                                add(x, dy, mean, rows_r, i, c, part, part2, j)
+                    for i in range(b0, b1):
+                        for c in range(mid, hi):
+                            add(x, dy, mean, rows_r, i, c, out, out2, 0)
+                combine(lo, mid, part, out[0])
+                combine(lo, mid, part2, out2[0])
+                for i in range(whole, rows):  # the rows after the last four, in order
+                    for c in range(lo, hi):
+                        add(x, dy, mean, rows_r, i, c, out, out2, 0)
                 set_mxcsr(saved)
-            combine(0, single_from, part, out[0])
-            combine(0, single_from, part2, out2[0])
-            for i in range(whole, rows):  # the rows after the last four, then the one-by-one columns
-                for c in range(single_from):
-                    add(x, dy, mean, i, c, out, out2, 0)
-            for i in range(rows):
-                for c in range(single_from, cols):
-                    add(x, dy, mean, i, c, out, out2, 0)
 
         return numba.njit(parallel=parallel, **options)(kernel)
 
@@ -214,13 +239,13 @@ def _kernels(packet):
     # interleaved per row, the leaf sums ran 3x slower.
 
     @numba.njit(**options)
-    def tree_sums(src, src_first, first, step, count, plans, out, sums, acc, p, p4):
+    def tree_sums(src, src_first, first, count, plans, out, sums, acc, p, p4):
         """``out[k]`` = Eigen's tree sum of ``src[src_first + k]``, the flat array's row
-        ``first + k * step`` (which decides the tree's plan), for k < ``count``."""
+        ``first + k`` (which decides the tree's plan), for k < ``count``."""
         plan_of, offsets, lengths, counts, lefts, rights, inner, roots = plans
         m = src.shape[1]
         for k in range(count):
-            q = plan_of[((first + k * step) * m) % P]
+            q = plan_of[((first + k) * m) % P]
             row = src[src_first + k]
             n = counts[q]
             if n == 1 and offsets[q, 0] == 0 and lengths[q, 0] == m:  # one leaf: the whole row
@@ -249,14 +274,14 @@ def _kernels(packet):
                 acc = np.empty(4 * P, x.dtype)
                 for lo in range(bounds[k], bounds[k + 1], block):
                     n = min(block, bounds[k + 1] - lo)
-                    tree_sums(x, lo, lo, 1, n, plans, s, sums, acc, p, p4)
+                    tree_sums(x, lo, lo, n, plans, s, sums, acc, p, p4)
                     for b in range(n):
                         mu = s[b] / count
                         mean[lo + b] = mu
                         for j in range(m):
                             d = x[lo + b, j] - mu
                             v[b, j] = d * d
-                    tree_sums(v, 0, lo, 1, n, plans, s, sums, acc, p, p4)
+                    tree_sums(v, 0, lo, n, plans, s, sums, acc, p, p4)
                     for b in range(n):
                         i = lo + b
                         ri = T(1) / np.sqrt(s[b] / count + eps)
@@ -279,81 +304,49 @@ def _kernels(packet):
             return T(0) if r_dr == 0 else ((r * r) * T(-0.5)) * r_dr
         return T(0) if dr == 0 else (T(-0.5) * (dr * r)) * (r * r)
 
-    @numba.njit(**options)
-    def ln_rows_backward(first, step, total, x, dy, gamma, mean, r, plans, packed_rows, dx, col_dy, col_w,
-                         columns, block, width, p, p4):
-        """Rows ``first + k * step`` (k < ``total``): their ``dx``, and their ``dy`` and
-        ``r * dinv`` added (in row order) to the column sums ``col_dy``, ``col_w`` over the
-        first ``columns`` columns. Per block of rows: the row sums, then the lines."""
-        m = x.shape[1]
-        count = T(m)
-        u, v = np.empty((block, m), x.dtype), np.empty((block, m), x.dtype)
-        su, sv = np.empty(block, x.dtype), np.empty(block, x.dtype)
-        sums = np.empty(width, x.dtype)
-        acc = np.empty(4 * P, x.dtype)
-        for k0 in range(0, total, block):
-            n = min(block, total - k0)
-            for b in range(n):
-                i = first + (k0 + b) * step
-                ri, neg = r[i], -mean[i]
-                for j in range(m):
-                    inv = ri * gamma[j]
-                    dinv = x[i, j] * dy[i, j] + neg * dy[i, j]
-                    u[b, j] = dy[i, j] * inv  # d(-mean), summed over the row
-                    v[b, j] = dinv * gamma[j]  # dr, summed over the row
-            i0 = first + k0 * step
-            tree_sums(u, 0, i0, step, n, plans, su, sums, acc, p, p4)
-            tree_sums(v, 0, i0, step, n, plans, sv, sums, acc, p, p4)
-            for b in range(n):
-                i = first + (k0 + b) * step
-                ri, mu = r[i], mean[i]
-                neg = -mu
-                dvar = rsqrt_grad(ri, sv[b], i < packed_rows)
-                a = (-su[b]) / count
-                c = T(2) * (dvar / count)
-                for j in range(m):
-                    dx[i, j] = (dy[i, j] * (ri * gamma[j]) + a) + c * (x[i, j] - mu)
-                for j in range(columns):
-                    col_dy[j] += dy[i, j]
-                    col_w[j] += ri * (x[i, j] * dy[i, j] + neg * dy[i, j])  # dgamma: r * dinv
-
-    def ln_backward(parallel):
+    def ln_dx(parallel):
         loop = numba.prange if parallel else range
 
-        def kernel(x, dy, gamma, mean, r, plans, packed_rows, whole, single_from, dx, dbeta, dgamma,
-                   block, width, p, p4):
-            """Every row's dx; dbeta, dgamma as column sums. Rows below ``whole`` run as four
-            tasks (row % 4: the column sums' four accumulators); then the remaining rows
-            and the one-by-one columns, in order."""
-            rows, m = x.shape
+        def kernel(x, dy, gamma, mean, r, plans, packed_rows, dx, bounds, block, width, p, p4):
+            """Every row's dx, the rows split into chunks. Per block of rows: the two row
+            sums (of ``dy * inv`` and of ``dinv * gamma``), then the dx line."""
+            m = x.shape[1]
+            count = T(m)
             mode = get_mxcsr() & FTZ_DAZ
-            part = np.zeros((4, m), x.dtype)
-            part2 = np.zeros((4, m), x.dtype)
-            for task in loop(4):
+            for k in loop(bounds.size - 1):
                 saved = enter_worker(mode)
-                ln_rows_backward(task, 4, (whole - task + 3) // 4, x, dy, gamma, mean, r, plans, packed_rows,
-                                 dx, part[task], part2[task], single_from, block, width, p, p4)
+                u, v = np.empty((block, m), x.dtype), np.empty((block, m), x.dtype)
+                su, sv = np.empty(block, x.dtype), np.empty(block, x.dtype)
+                sums = np.empty(width, x.dtype)
+                acc = np.empty(4 * P, x.dtype)
+                for lo in range(bounds[k], bounds[k + 1], block):
+                    n = min(block, bounds[k + 1] - lo)
+                    for b in range(n):
+                        i = lo + b
+                        ri, neg = r[i], -mean[i]
+                        for j in range(m):
+                            inv = ri * gamma[j]
+                            dinv = x[i, j] * dy[i, j] + neg * dy[i, j]
+                            u[b, j] = dy[i, j] * inv  # d(-mean), summed over the row
+                            v[b, j] = dinv * gamma[j]  # dr, summed over the row
+                    tree_sums(u, 0, lo, n, plans, su, sums, acc, p, p4)
+                    tree_sums(v, 0, lo, n, plans, sv, sums, acc, p, p4)
+                    for b in range(n):
+                        i = lo + b
+                        ri, mu = r[i], mean[i]
+                        dvar = rsqrt_grad(ri, sv[b], i < packed_rows)
+                        a = (-su[b]) / count
+                        c = T(2) * (dvar / count)
+                        for j in range(m):
+                            dx[i, j] = (dy[i, j] * (ri * gamma[j]) + a) + c * (x[i, j] - mu)
                 set_mxcsr(saved)
-            combine(0, single_from, part, dbeta)
-            combine(0, single_from, part2, dgamma)
-            ln_rows_backward(whole, 1, rows - whole, x, dy, gamma, mean, r, plans, packed_rows,
-                             dx, dbeta, dgamma, single_from, block, width, p, p4)
-            for c in range(single_from, m):
-                dbeta[c] = 0
-                dgamma[c] = 0
-            if single_from < m:
-                for i in range(rows):
-                    ri, neg = r[i], -mean[i]
-                    for c in range(single_from, m):
-                        dbeta[c] += dy[i, c]
-                        dgamma[c] += ri * (x[i, c] * dy[i, c] + neg * dy[i, c])
 
         return numba.njit(parallel=parallel, **options)(kernel)
 
     both = (False, True)
-    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(3) for p in both},
+    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(4) for p in both},
             "bn_output": {p: bn_output(p) for p in both}, "bn_dx": {p: bn_dx(p) for p in both},
-            "ln_forward": {p: ln_forward(p) for p in both}, "ln_backward": {p: ln_backward(p) for p in both}}
+            "ln_forward": {p: ln_forward(p) for p in both}, "ln_dx": {p: ln_dx(p) for p in both}}
 
 
 # --- BatchNormalization ---------------------------------------------------------------------------
@@ -363,12 +356,24 @@ def _as_rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
-def _bn_sums(x, dy, mean, kind):
+def _column_bounds(cols, packet, parallel):
+    """Column ranges, one per thread (one range when serial or narrow), cut at whole pairs
+    of packets (64 bytes), so that no two threads write one cache line."""
+    width = 2 * packet
+    chunks = min(_threads() if parallel else 1, max(1, cols // width))
+    per = -(-(cols // width) // chunks) * width
+    return np.array([min(cols, k * per) for k in range(chunks)] + [cols], np.int64)
+
+
+def _column_sums(x, dy, mean, kind, rows_r=None):
+    """Column sums of ``x`` (kind 0), ``(x - mean)**2`` (1), ``dy`` and ``x * dy`` (2), or
+    ``dy`` and ``r * (x * dy + (-mean) * dy)`` with per-row ``mean`` and ``r`` (3)."""
     rows, cols = x.shape
     whole, single_from = _slab_layout(rows, cols, _packet(x.dtype))
     out, out2 = np.zeros((1, cols), x.dtype), np.zeros((1, cols), x.dtype)
     _kernels(_packet(x.dtype))["bn_sums"][kind, _parallel(x.size)](
-        x, x if dy is None else dy, x[0] if mean is None else mean, whole, single_from, out, out2)
+        x, x if dy is None else dy, x[0] if mean is None else mean, x[0] if rows_r is None else rows_r,
+        whole, single_from, out, out2, _column_bounds(cols, _packet(x.dtype), _parallel(x.size)))
     return out[0], out2[0]
 
 
@@ -376,8 +381,8 @@ def batch_moments(x):
     """``nn.layer.moments(x, all axes but the last)``, as (C,) arrays: the mean and the variance."""
     rows = _as_rows(x)
     t = x.dtype.type(rows.shape[0])
-    mean = _bn_sums(rows, None, None, 0)[0] / t
-    return mean, _bn_sums(rows, None, mean, 1)[0] / t
+    mean = _column_sums(rows, None, None, 0)[0] / t
+    return mean, _column_sums(rows, None, mean, 1)[0] / t
 
 
 def _buffer(x, reuse):
@@ -404,7 +409,7 @@ def batch_output(x, inv, shift, reuse=None):
 
 def batch_backward_sums(x, dy):
     """``(sum(dy), sum(x * dy))`` over all axes but the last, in one pass."""
-    return _bn_sums(_as_rows(x), np.ascontiguousarray(_as_rows(dy)), None, 2)
+    return _column_sums(_as_rows(x), np.ascontiguousarray(_as_rows(dy)), None, 2)
 
 
 def batch_dx(x, dy, inv, batch_terms=None):
@@ -453,16 +458,17 @@ def layer_forward(x, gamma, beta, eps, reuse=None):
 
 
 def layer_backward(x, dy, gamma, mean, r):
-    """``(dx, dgamma, dbeta)`` of ``layer_forward`` (``dgamma``, ``dbeta``: (M,))."""
+    """``(dx, dgamma, dbeta)`` of ``layer_forward`` (``dgamma``, ``dbeta``: (M,)): dx row by
+    row, then the column sums ``dbeta = sum(dy)`` and ``dgamma = sum(r * dinv)`` over the rows."""
     rows = _as_rows(x)
     count, m = rows.shape
     packet = _packet(x.dtype)
     plans, width = _ln_plans(m, packet)
-    whole, single_from = _slab_layout(count, m, packet)
+    dy = np.ascontiguousarray(_as_rows(dy))
     dx = np.empty_like(x)
-    dbeta, dgamma = np.zeros(m, x.dtype), np.zeros(m, x.dtype)
     parallel = _parallel(x.size)
-    _kernels(packet)["ln_backward"][parallel](rows, np.ascontiguousarray(_as_rows(dy)), gamma.reshape(-1), mean, r,
-                                              plans, count - count % packet, whole, single_from,
-                                              _as_rows(dx), dbeta, dgamma, _block(m), width, packet, 4 * packet)
+    _kernels(packet)["ln_dx"][parallel](rows, dy, gamma.reshape(-1), mean, r, plans, count - count % packet,
+                                        _as_rows(dx), _row_bounds(count, parallel), _block(m), width, packet,
+                                        4 * packet)
+    dbeta, dgamma = _column_sums(rows, dy, mean, 3, r)
     return dx, dgamma, dbeta
