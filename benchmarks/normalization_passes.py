@@ -1,6 +1,6 @@
 """Where a compiled BatchNormalization / LayerNormalization step spends its time: each pass.
 
-    python benchmarks/normalization_passes.py [--rows 100000] [--cols 100] [--steps 9]
+    python benchmarks/normalization_passes.py [--rows 100000] [--cols 100] [--steps 9] [--row-block 128]
 
 Runs forward (``training=True``) + backward of each layer on a float32 ``(rows, cols)`` input,
 as ``scratchopt bench`` does, and times every call into ``regularization/normalization_fast``
@@ -8,6 +8,8 @@ as ``scratchopt bench`` does, and times every call into ``regularization/normali
 those steps, so that each pass finds memory as a real step leaves it. Prints the median per
 pass and per whole step. Column-sum kinds: 0 ``sum(x)``, 1 ``sum((x - mean)**2)``, 2
 ``sum(dy)`` and ``sum(x * dy)``, 3 LayerNormalization's ``dbeta`` and ``dgamma``.
+``--row-block`` sets ``normalization_fast.ROW_BLOCK`` before the kernels compile (numba
+freezes it into them), to compare block sizes.
 """
 
 import argparse
@@ -28,7 +30,11 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=100000)
     parser.add_argument("--cols", type=int, default=100)
     parser.add_argument("--steps", type=int, default=9)
+    parser.add_argument("--row-block", type=int, default=nf.ROW_BLOCK)
     args = parser.parse_args(argv)
+    if args.row_block % 4:
+        parser.error(f"--row-block must be a multiple of 4, got {args.row_block}")
+    nf.ROW_BLOCK = args.row_block
     times = collections.defaultdict(list)
 
     def timed(label, function):
@@ -46,7 +52,8 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.rows, args.cols), dtype=np.float32)
     dy = rng.standard_normal(x.shape, dtype=np.float32)
-    print(f"float32 ({args.rows}, {args.cols}), median of {args.steps} steps after 2 warm-up steps")
+    print(f"float32 ({args.rows}, {args.cols}), ROW_BLOCK {nf.ROW_BLOCK}, median of {args.steps} steps "
+          "after 2 warm-up steps")
     for make in (layers.BatchNormalization, layers.LayerNormalization):
         layer = make()
         times.clear()
