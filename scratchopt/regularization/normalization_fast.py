@@ -35,17 +35,17 @@ takes the reference.
 
 Flush-to-zero: the serial kernels run in the calling thread, inside the layers'
 ``tf_arithmetic``; the parallel ones set the caller's FTZ/DAZ bits in each worker for its
-chunk (as ``sums_fast`` does). Parallel (from ``PARALLEL_MIN_ELEMENTS``): the
-column sums split the columns (each thread goes down every row for its columns: columns
-are independent, the rows of one accumulator are not); the elementwise passes and
+chunk (as ``sums_fast`` does). Parallel (from ``PARALLEL_MIN_ELEMENTS``): a
+column sum's four accumulators are independent, and so are its columns, so its tasks are
+two groups of accumulators (rows 0, 1 and 2, 3 mod 4) times ``threads // 2`` column ranges,
+each going down the rows once (``bn_sums``, ``ROW_BLOCK``); the elementwise passes and
 LayerNormalization's row passes split the rows into chunks.
 
-Both sums once went the other way. A column sum's four accumulators were four tasks, each
-reading every fourth row; and LayerNormalization's backward added its column sums in the
-same pass as dx, also as four ``row % 4`` tasks. With 400-byte rows each task streamed
-nearly all of memory for a quarter of it. ``python benchmarks/normalization_passes.py`` and
-``benchmarks/reductions_before_after.py`` (before: fd5634d) measure the change; see
-``benchmarks/results/intel-xeon-2c/README.md``.
+Both sums once went otherwise. The four accumulators were four tasks, each sweeping all of
+memory for every fourth row; and LayerNormalization's backward added its column sums in the
+pass that computes dx, as the same four tasks. The row passes now take contiguous chunks
+and the column sums their own pass: ``benchmarks/results/intel-xeon-2c/README.md`` has
+the steps before and after, ``python benchmarks/normalization_passes.py`` each pass.
 
 Each layer writes the copy of ``x`` that its backward reads into its last call's copy when
 the shapes agree (``_buffer``): only backward reads it, and a fresh array costs the kernel's
@@ -68,11 +68,13 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 #: 0.32 ms and 2.6 vs 2.3 ms.
 PARALLEL_MIN_ELEMENTS = 1 << 16
 
-#: Rows per block of the column sums (a multiple of 4: block starts keep ``row % 4``). In a
-#: block, each accumulator's rows are added in turn while the block is in cache. On this
-#: project's VM, (100000, 100) float32 in a BatchNormalization step, ``sum(x)`` took 3.8, 3.3,
-#: 3.0 and 3.4 ms with blocks of 16, 64, 256 and 1024 rows, and 4.1 ms before, as four
-#: strided sweeps (by hand, the pass timings of ``benchmarks/normalization_passes.py``).
+#: Rows per block of the column sums (a multiple of 4: block starts keep ``row % 4``). A task
+#: adds its accumulators' rows of a block one accumulator after the other, while the block
+#: is in cache. ``python benchmarks/normalization_passes.py --row-block B`` on this project's
+#: 2-core VM, (100000, 100) float32, ``sum(x)`` in a BatchNormalization step: 2.82, 2.05,
+#: 1.83 and 1.97 ms for B = 16, 64, 128, 512. With ``--groups``: 2.40 ms when the two
+#: threads split the columns only (each then reads a few lines of every row), 1.91 ms for
+#: two groups of accumulators (the default), 3.46 ms for four one-accumulator tasks.
 ROW_BLOCK = 128
 
 
@@ -133,11 +135,6 @@ def _kernels(packet):
     enter_worker = base["enter_worker"]
     P = packet
 
-    @numba.njit(**inline)
-    def combine(lo, hi, part, out):
-        for c in range(lo, hi):
-            out[c] = ((part[0, c] + part[1, c]) + part[2, c]) + part[3, c]
-
     # -- BatchNormalization: x is (N, C), channel last ----------------------------------------
 
     def bn_sums(kind, parallel):
@@ -161,34 +158,46 @@ def _kernels(packet):
                 acc[r, c] += dy[i, c]
                 acc2[r, c] += rows_r[i] * (x[i, c] * dy[i, c] + (-mean[i]) * dy[i, c])
 
-        def kernel(x, dy, mean, rows_r, whole, single_from, out, out2, bounds):
+        def kernel(x, dy, mean, rows_r, whole, single_from, out, out2, bounds, groups):
             """Column sums over the N rows into ``out[0]`` (and ``out2[0]``), in Eigen's slab
-            order (``_slab_layout``). Each thread takes a range of columns (``bounds``) and
-            goes down the rows once, in blocks of ``ROW_BLOCK`` rows: in a block, the rows of
-            accumulator 0 (row % 4 == 0), then of 1, 2, 3, while the block is in cache."""
+            order (``_slab_layout``). A task is a range of columns (``bounds``) and a group of
+            the four accumulators (``groups``: 1, 2 or 4 groups). It goes down the rows once,
+            in blocks of ``ROW_BLOCK`` rows, and in each block adds the rows of its
+            accumulators (row % 4), one accumulator after the other, while the block is in
+            cache. Columns are independent, and so are the four accumulators; the rows of
+            one accumulator are added in order."""
             rows, cols = x.shape
             mode = get_mxcsr() & FTZ_DAZ
-            for k in loop(bounds.size - 1):
+            ranges = bounds.size - 1
+            per_group = 4 // groups
+            part = np.zeros((ranges * groups, 4, cols), x.dtype)  # each task its own accumulators
+            part2 = np.zeros((ranges * groups, 4, cols), x.dtype)
+            for task in loop(ranges * groups):
                 saved = enter_worker(mode)
+                k, g = task // groups, task % groups
                 lo, hi = np.uint64(bounds[k]), np.uint64(bounds[k + 1])  # unsigned: no negative-index check
                 mid = max(lo, min(hi, np.uint64(single_from)))  # [lo, mid): in whole packets; [mid, hi): one by one
-                part = np.zeros((4, cols), x.dtype)
-                part2 = np.zeros((4, cols), x.dtype)
                 for b0 in range(0, whole, ROW_BLOCK):
                     b1 = min(whole, b0 + ROW_BLOCK)
-                    for j in range(4):
+                    for j in range(g * per_group, (g + 1) * per_group):
                         for i in range(b0 + j, b1, 4):
                             for c in range(lo, mid):
-                                add(x, dy, mean, rows_r, i, c, part, part2, j)
-                    for i in range(b0, b1):
-                        for c in range(mid, hi):
-                            add(x, dy, mean, rows_r, i, c, out, out2, 0)
-                combine(lo, mid, part, out[0])
-                combine(lo, mid, part2, out2[0])
-                for i in range(whole, rows):  # the rows after the last four, in order
-                    for c in range(lo, hi):
-                        add(x, dy, mean, rows_r, i, c, out, out2, 0)
+                                add(x, dy, mean, rows_r, i, c, part[task], part2[task], j)
+                    if g == 0:  # the one-by-one columns, every row in order
+                        for i in range(b0, b1):
+                            for c in range(mid, hi):
+                                add(x, dy, mean, rows_r, i, c, out, out2, 0)
                 set_mxcsr(saved)
+            for k in range(ranges):
+                mid = max(bounds[k], min(bounds[k + 1], single_from))
+                t0, t1 = k * groups, k * groups + 1 // per_group  # the task that holds accumulator j
+                t2, t3 = k * groups + 2 // per_group, k * groups + 3 // per_group
+                for c in range(bounds[k], mid):  # ((acc0 + acc1) + acc2) + acc3
+                    out[0, c] = ((part[t0, 0, c] + part[t1, 1, c]) + part[t2, 2, c]) + part[t3, 3, c]
+                    out2[0, c] = ((part2[t0, 0, c] + part2[t1, 1, c]) + part2[t2, 2, c]) + part2[t3, 3, c]
+            for i in range(whole, rows):  # the rows after the last four, in order
+                for c in range(cols):
+                    add(x, dy, mean, rows_r, i, c, out, out2, 0)
 
         return numba.njit(parallel=parallel, **options)(kernel)
 
@@ -356,13 +365,22 @@ def _as_rows(a):
     return a.reshape(-1, a.shape[-1])
 
 
-def _column_bounds(cols, packet, parallel):
-    """Column ranges, one per thread (one range when serial or narrow), cut at whole pairs
-    of packets (64 bytes), so that no two threads write one cache line."""
+def _column_bounds(cols, packet, ranges):
+    """Up to ``ranges`` column ranges (fewer when narrow), cut at whole pairs of packets."""
     width = 2 * packet
-    chunks = min(_threads() if parallel else 1, max(1, cols // width))
+    chunks = min(ranges, max(1, cols // width))
     per = -(-(cols // width) // chunks) * width
     return np.array([min(cols, k * per) for k in range(chunks)] + [cols], np.int64)
+
+
+def _tasks(cols, packet, parallel):
+    """The column sums' tasks, as ``(column bounds, accumulator groups)``: serial, one task;
+    in parallel, the accumulators in two groups (0, 1 and 2, 3) and the columns in
+    ``threads // 2`` ranges. See ``ROW_BLOCK`` for what that was measured against."""
+    threads = _threads() if parallel else 1
+    if threads < 2:
+        return _column_bounds(cols, packet, 1), 1
+    return _column_bounds(cols, packet, threads // 2), 2
 
 
 def _column_sums(x, dy, mean, kind, rows_r=None):
@@ -373,7 +391,7 @@ def _column_sums(x, dy, mean, kind, rows_r=None):
     out, out2 = np.zeros((1, cols), x.dtype), np.zeros((1, cols), x.dtype)
     _kernels(_packet(x.dtype))["bn_sums"][kind, _parallel(x.size)](
         x, x if dy is None else dy, x[0] if mean is None else mean, x[0] if rows_r is None else rows_r,
-        whole, single_from, out, out2, _column_bounds(cols, _packet(x.dtype), _parallel(x.size)))
+        whole, single_from, out, out2, *_tasks(cols, _packet(x.dtype), _parallel(x.size)))
     return out[0], out2[0]
 
 
