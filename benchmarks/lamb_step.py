@@ -11,24 +11,13 @@ bench --components lamb``.
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
+from timing import median_ms
 
 from scratchopt.numerics import tf_arithmetic
 from scratchopt.numerics.pow import power_array
 from scratchopt.optimizers import Lamb
-
-
-def median_ms(step, repeats):
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main(argv=None):
