@@ -1,9 +1,12 @@
 """Adafactor: Adam's second moment, factored into row and column means (Shazeer & Stern 2018)."""
 
 
+import numpy as np
+
 from .. import checks
 from ..backend import maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, power, reduce_mean_over
+from . import engine
 from .base import Optimizer, cast
 
 
@@ -42,28 +45,55 @@ def update(g, var, r, c, v, *, rho, beta_2_t, one_minus_beta_2_t, epsilon_1, eps
     docs/textbook_gap.py``, a 100-row float64 matrix, defaults, 200 steps): 2.4e-9 apart, from
     Keras's float32 learning rate; otherwise rounding.
     """
-    alpha = maximum(epsilon_2, rms(var)) * rho
-    squared = g * g + epsilon_1
+    alpha = step_size(var, rho, epsilon_2)
     if r is not None:  # factored: the last two axes
+        squared = g * g + epsilon_1
         r = beta_2_t * r + one_minus_beta_2_t * reduce_mean_over(squared, -1)
         c = beta_2_t * c + one_minus_beta_2_t * reduce_mean_over(squared, -2)
         v = (r / reduce_mean_over(r, -1, keepdims=True))[..., None] * c[..., None, :]
+        u = g / sqrt(v)
     else:
-        v = beta_2_t * v + one_minus_beta_2_t * squared
-    u = g / sqrt(v)
-    u = u / maximum(var.dtype.type(1.0), rms(u) / clip_threshold)
-    var = var - alpha * u
+        u, v = second_moment(g, None, v, beta_2_t=beta_2_t, one_minus_beta_2_t=one_minus_beta_2_t,
+                             epsilon_1=epsilon_1)
+    (var,) = descend(u, var, alpha=alpha, divisor=clip_divisor(u, clip_threshold))
     return var, r, c, v
+
+
+def step_size(var, rho, epsilon_2):
+    """``alpha_t = max(epsilon_2, RMS(w)) * rho_t``: relative to the weights' own size."""
+    return maximum(epsilon_2, rms(var)) * rho
+
+
+def second_moment(g, u, v, *, beta_2_t, one_minus_beta_2_t, epsilon_1):
+    """An unfactored ``v`` and the update ``u = g / sqrt(v)``, ``(u, v)``: elementwise, so the
+    engine fuses it (``u`` comes in as the array it is written to, and is not read)."""
+    squared = g * g + epsilon_1
+    v = beta_2_t * v + one_minus_beta_2_t * squared
+    return g / sqrt(v), v
+
+
+def clip_divisor(u, clip_threshold):
+    """``max(1, RMS(u) / clip_threshold)``: what ``u`` is divided by, clipping its RMS."""
+    return maximum(u.dtype.type(1.0), rms(u) / clip_threshold)
+
+
+def descend(u, var, *, alpha, divisor):
+    """``w = w - alpha_t * (u / divisor)``: elementwise."""
+    return (var - alpha * (u / divisor),)
 
 
 class Adafactor(Optimizer):
     """``Adafactor(learning_rate=0.001, beta_2_decay=-0.8, epsilon_1=1e-30, epsilon_2=0.001,
     clip_threshold=1.0, relative_step=True, ...)``.
 
-    The rule is ``update`` above. It needs each tensor whole, so it runs as array code, and
-    ``r`` and ``c`` (params of 2 or more dimensions only) have the reduced shapes
-    ``shape[:-1]`` and ``shape[:-2] + shape[-1:]``: the params cannot be packed. As in Keras the
-    values are not validated.
+    The rule is ``update`` above. It needs each tensor whole, and ``r`` and ``c`` (params of 2
+    or more dimensions only) have the reduced shapes ``shape[:-1]`` and ``shape[:-2] +
+    shape[-1:]``: the params cannot be packed. For an unfactored ``v`` (params of fewer than
+    2 dimensions) the fused path runs ``second_moment`` and ``descend`` as compiled passes
+    around the two RMS, with ``u`` in a scratch array (``Optimizer._scratch``); a factored
+    ``v`` broadcasts ``r`` and ``c``, which the engine's kernels do not take, so it stays
+    array code, as does ``opt.backend = "numpy"``. The same functions on every path, so the
+    same bits. As in Keras the values are not validated.
 
     Examples
     --------
@@ -112,10 +142,15 @@ class Adafactor(Optimizer):
 
     def run_rule(self, g, var, slots, scalars, fused):
         r, c, v = slots
-        results = self.update(g, var, r, c, v, **scalars)
-        for state, new in zip([var, r, c, v], results):
-            if state is not None:
-                state[...] = new
+        if not fused or r is not None or namespace(var) is not np:  # array code; a factored v broadcasts
+            for state, new in zip([var, r, c, v], self.update(g, var, r, c, v, **scalars)):
+                if state is not None:
+                    state[...] = new
+            return
+        u = self._scratch(var)
+        alpha = step_size(var, scalars["rho"], scalars["epsilon_2"])
+        engine.run(second_moment, g, u, [v], {k: scalars[k] for k in ("beta_2_t", "one_minus_beta_2_t", "epsilon_1")})
+        engine.run(descend, u, var, [], {"alpha": alpha, "divisor": clip_divisor(u, scalars["clip_threshold"])})
 
     def scalars(self, lr, step, dtype):
         t = dtype.type(step + 1)

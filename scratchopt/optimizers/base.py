@@ -581,6 +581,15 @@ class Optimizer(checks.Configurable):
         packet-wise ``pow``): such an optimizer sets ``per_tensor`` and overrides this."""
         engine.run(self.update, g, var, slots, scalars, fused)
 
+    def _scratch(self, var):
+        """An array of ``var``'s shape and dtype for a ``per_tensor`` rule's intermediate (Lamb's
+        ``r``, Adafactor's ``u``) between its fused passes: a view of one buffer kept across
+        steps, since a fresh array each step costs the kernel's zeroing of its pages."""
+        buffer = getattr(self, "_scratch_buffer", None)
+        if buffer is None or buffer.dtype != var.dtype or buffer.size < var.size:
+            buffer = self._scratch_buffer = np.empty(var.size, var.dtype)
+        return buffer[:var.size].reshape(var.shape)
+
     def _triples(self, grads, indices, ours):
         """The step's (gradient, variable, slots) triples, and the weights to decay.
 

@@ -70,8 +70,9 @@ class Lamb(Optimizer):
     the reduction that needs each tensor whole (``trust_ratio``). A packed buffer is stepped
     param by param; NumPy only (TF's packet-wise ``pow``). On the fused path the engine runs
     the two elementwise passes as compiled kernels, with ``r`` in a scratch array that the
-    optimizer keeps; ``opt.backend = "numpy"`` runs ``update`` as array code. The same
-    functions on both paths, so the same bits. As in Keras the values are not validated.
+    optimizer keeps (``Optimizer._scratch``); ``opt.backend = "numpy"`` runs ``update`` as
+    array code. The same functions on both paths, so the same bits. As in Keras the values
+    are not validated.
 
     Examples
     --------
@@ -112,14 +113,6 @@ class Lamb(Optimizer):
         moments = {name: value for name, value in scalars.items() if name != "lr"}
         engine.run(direction, g, r, slots, moments)  # r, m, v in one pass
         engine.run(descend, r, var, [], {"step_size": trust_ratio(var, r) * scalars["lr"]})
-
-    def _scratch(self, var):
-        """An array of ``var``'s shape and dtype for ``r``, from one buffer kept across steps
-        (a fresh array each step costs the kernel's zeroing of its pages)."""
-        buffer = getattr(self, "_r_buffer", None)
-        if buffer is None or buffer.dtype != var.dtype or buffer.size < var.size:
-            buffer = self._r_buffer = np.empty(var.size, var.dtype)
-        return buffer[:var.size].reshape(var.shape)
 
     def scalars(self, lr, step, dtype):
         t = dtype.type(step + 1)
