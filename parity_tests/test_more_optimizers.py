@@ -166,6 +166,29 @@ def test_whole_tensor_rules_step_packed_params_one_by_one(name):
         assert same_bits(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_adafactor_rms_is_the_mean_over_every_axis(dtype):
+    """``adafactor.rms`` takes ``sum_of_squares(x) / count`` for two or more elements: the
+    bits of ``sqrt(reduce_mean_over(x * x, every axis))``, which it says it is."""
+    from scratchopt.backend import sqrt
+    from scratchopt.numerics import reduce_mean_over, tf_arithmetic
+    from scratchopt.optimizers import adafactor
+
+    rng = np.random.default_rng(7)
+    shapes = [(), (1,), (0,), (2,), (7, 3), (3, 5, 4), (100_003,), (301, 257), (2, 1, 9, 5)]
+    for shape in shapes:
+        for scale, special in ((1.0, None), (1e-20, None), (1e20, None), (1.0, np.nan), (1.0, np.inf)):
+            x = (rng.standard_normal(shape) * scale).astype(dtype)
+            if special is not None and x.size:
+                x.reshape(-1)[::3] = special
+            for view in (x, x.T):  # and a non-contiguous one
+                with tf_arithmetic():
+                    want = sqrt(reduce_mean_over(view * view, tuple(range(view.ndim))))
+                    got = adafactor.rms(view)
+                assert same_bits(np.asarray(want), np.asarray(got)) or (np.isnan(want) and np.isnan(got)), (
+                    shape, scale, special)
+
+
 def test_adafactor_factors_only_params_of_two_or_more_dimensions():
     opt = optimizers.Adafactor()
     opt.build([np.zeros((4, 5, 6)), np.zeros(7), np.zeros(())])
