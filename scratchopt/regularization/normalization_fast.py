@@ -38,7 +38,7 @@ Flush-to-zero: the serial kernels run in the calling thread, inside the layers'
 chunk (as ``sums_fast`` does). Parallel (from ``PARALLEL_MIN_ELEMENTS``): a
 column sum's four accumulators are independent, and so are its columns, so its tasks are
 two groups of accumulators (rows 0, 1 and 2, 3 mod 4) times ``threads // 2`` column ranges,
-each going down the rows once (``bn_sums``, ``ROW_BLOCK``); the elementwise passes and
+each going down the rows once (``column_sums``, ``ROW_BLOCK``); the elementwise passes and
 LayerNormalization's row passes split the rows into chunks.
 
 Both sums once went otherwise. The four accumulators were four tasks, each sweeping all of
@@ -135,9 +135,10 @@ def _kernels(packet):
     enter_worker = base["enter_worker"]
     P = packet
 
-    # -- BatchNormalization: x is (N, C), channel last ----------------------------------------
+    # -- Column sums over the rows of (N, C): BatchNormalization's statistics and backward
+    #    sums, and LayerNormalization's dbeta and dgamma -----------------------------------
 
-    def bn_sums(kind, parallel):
+    def column_sums(kind, parallel):
         loop = numba.prange if parallel else range
 
         @numba.njit(**inline)
@@ -200,6 +201,8 @@ def _kernels(packet):
                     add(x, dy, mean, rows_r, i, c, out, out2, 0)
 
         return numba.njit(parallel=parallel, **options)(kernel)
+
+    # -- BatchNormalization's elementwise passes: x is (N, C), channel last ----------------------
 
     def bn_output(parallel):
         loop = numba.prange if parallel else range
@@ -353,7 +356,7 @@ def _kernels(packet):
         return numba.njit(parallel=parallel, **options)(kernel)
 
     both = (False, True)
-    return {"bn_sums": {(k, p): bn_sums(k, p) for k in range(4) for p in both},
+    return {"column_sums": {(k, p): column_sums(k, p) for k in range(4) for p in both},
             "bn_output": {p: bn_output(p) for p in both}, "bn_dx": {p: bn_dx(p) for p in both},
             "ln_forward": {p: ln_forward(p) for p in both}, "ln_dx": {p: ln_dx(p) for p in both}}
 
@@ -387,11 +390,12 @@ def _column_sums(x, dy, mean, kind, rows_r=None):
     """Column sums of ``x`` (kind 0), ``(x - mean)**2`` (1), ``dy`` and ``x * dy`` (2), or
     ``dy`` and ``r * (x * dy + (-mean) * dy)`` with per-row ``mean`` and ``r`` (3)."""
     rows, cols = x.shape
-    whole, single_from = _slab_layout(rows, cols, _packet(x.dtype))
+    packet, parallel = _packet(x.dtype), _parallel(x.size)
+    whole, single_from = _slab_layout(rows, cols, packet)
     out, out2 = np.zeros((1, cols), x.dtype), np.zeros((1, cols), x.dtype)
-    _kernels(_packet(x.dtype))["bn_sums"][kind, _parallel(x.size)](
+    _kernels(packet)["column_sums"][kind, parallel](
         x, x if dy is None else dy, x[0] if mean is None else mean, x[0] if rows_r is None else rows_r,
-        whole, single_from, out, out2, *_tasks(cols, _packet(x.dtype), _parallel(x.size)))
+        whole, single_from, out, out2, *_tasks(cols, packet, parallel))
     return out[0], out2[0]
 
 
