@@ -8,6 +8,7 @@ measured time and the bytes model.
 import json
 import math
 
+import numpy as np
 import pytest
 
 from scratchopt.tools import cli
@@ -94,10 +95,18 @@ def test_bytes_model():
                 "adam_1000": 28, "rmsprop": 20,
                 "rmsprop_centered": 28, "batchnorm": 32, "layernorm": 20, "dropout": 18, "clip_norm": 12,
                 "clip_global_norm": 12, "nadam": 28, "adamax": 28, "adagrad": 20, "adadelta": 28, "ftrl": 28,
-                "lion": 20, "lamb": 40, "adafactor": 32, "schedule_free_adamw": 28, "loss_scale_adam": 32}
+                "lion": 20, "lamb": 40, "adafactor": 32, "adafactor_2d": 32, "schedule_free_adamw": 28,
+                "loss_scale_adam": 32}
     assert {name: comp.bytes_per_element for name, comp in c.items()} == expected
     assert c["batchnorm"].elements(1050) == 1000  # whole rows of 100 features
     assert c["clip_global_norm"].elements(1002) == 1000 and c["adam_1000"].elements(10) == 1000
+    # the factored Adafactor row: one matrix, as square as powers of ten allow
+    assert [components.matrix_shape(n) for n in (1000, 10**4, 10**7, 10**8, 5)] == [
+        (10, 100), (100, 100), (1000, 10000), (10000, 10000), (1, 5)]
+    assert c["adafactor_2d"].elements(1050) == 1050 and c["adafactor_2d"].elements(10**5 + 7) == 10**5
+    (w,) = components.optimizer_tensors(c["adafactor_2d"], np.arange(1000.0))
+    assert w.shape == (10, 100) and w[1, 0] == 100
+    assert [a.shape for a in components.optimizer_tensors(c["adafactor"], np.zeros(1000))] == [(1000,)]
 
 
 def test_sizes_that_do_not_fit_are_skipped_with_the_reason(monkeypatch):

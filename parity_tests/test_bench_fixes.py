@@ -114,7 +114,7 @@ def test_the_clipped_adam_row_runs_against_torch():
     assert "clip_grad_norm_" in methods["torch-foreach"] and set(methods) == {"numpy", "cpu-fused", "torch-foreach"}
 
 
-ISSUE_17_ROWS = ("nadam", "adamax", "adagrad", "adadelta", "ftrl", "lion", "lamb", "adafactor",
+ISSUE_17_ROWS = ("nadam", "adamax", "adagrad", "adadelta", "ftrl", "lion", "lamb", "adafactor", "adafactor_2d",
                  "schedule_free_adamw", "loss_scale_adam")
 
 
@@ -130,8 +130,9 @@ def test_every_other_keras_optimizer_is_a_row_against_its_peers(tf):
     for name in ISSUE_17_ROWS:
         assert {(name, "numpy"), (name, "keras-eager")} <= ran, name
     assert {(n, "tf-raw-op") for n in ("adamax", "adagrad", "adadelta", "ftrl")} <= ran
-    assert {(n, "torch-foreach") for n in ("nadam", "adamax", "adagrad", "adadelta", "adafactor")} <= ran
-    assert {(n, "cpu-fused") for n in ("nadam", "adamax", "adagrad", "adadelta", "lion",
-                                       "schedule_free_adamw", "loss_scale_adam")} <= ran
+    assert {(n, "torch-foreach") for n in ("nadam", "adamax", "adagrad", "adadelta", "adafactor",
+                                           "adafactor_2d")} <= ran
+    assert {(n, "cpu-fused") for n in ("nadam", "adamax", "adagrad", "adadelta", "lion", "lamb", "adafactor",
+                                       "adafactor_2d", "schedule_free_adamw", "loss_scale_adam")} <= ran
     notes = " ".join(str(u) for u in results["unavailable"])
     assert "torch.optim has no Lion (pytorch#94904)" in notes and "torch.optim has no FTRL" in notes

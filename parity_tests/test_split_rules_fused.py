@@ -1,10 +1,11 @@
 """The rules split around a reduction give, fused, the bits of their array code.
 
-Lamb and Adafactor need each tensor whole (norms, RMS), so their ``update`` is elementwise
-passes around the reduction, and the fused CPU path runs the passes as engine kernels:
-Lamb's ``direction`` and ``descend`` around ``trust_ratio``; Adafactor's ``second_moment``
-and ``descend`` around its two RMS, for an unfactored ``v`` (params of fewer than 2
-dimensions; a factored ``v`` broadcasts, and stays array code). The array code
+Lamb and Adafactor need each tensor whole (norms, RMS, means), so their ``update`` is
+elementwise passes around the reductions, and the fused CPU path runs the passes as engine
+kernels: Lamb's ``direction`` and ``descend`` around ``trust_ratio``; Adafactor's
+``second_moment`` and ``descend`` around its two RMS for an unfactored ``v`` (params of
+fewer than 2 dimensions), and ``squared_gradient``, ``normalized`` and ``descend`` around
+the row and column means and the outer product for a factored one. The array code
 (``opt.backend = "numpy"``) runs ``update``, which calls the same functions. Compared here
 bit for bit: drawn runs with the Keras parity tests' strategies (NaN and inf included)
 through the serial and the parallel kernels; large tensors next to small ones of another
@@ -33,8 +34,12 @@ from scratchopt.tools.parity import same_bits
 pytestmark = pytest.mark.filterwarnings("ignore:Gradients do not exist")
 pytest.importorskip("numba", reason="numba is not installed (pip install 'scratchopt[fast]'): no fused path")
 
-#: Each optimizer's module, and whether a param of ``ndim`` takes the fused passes.
-SPLIT = {"Lamb": (lamb, lambda ndim: True), "Adafactor": (adafactor, lambda ndim: ndim < 2)}
+#: Each optimizer's module, and the kernels one step of a param of ``ndim`` runs, in order.
+SPLIT = {
+    "Lamb": (lamb, lambda ndim: [lamb.direction, lamb.descend]),
+    "Adafactor": (adafactor, lambda ndim: [adafactor.second_moment, adafactor.descend] if ndim < 2
+                  else [adafactor.squared_gradient, adafactor.normalized, adafactor.descend]),
+}
 NAMES = list(SPLIT)
 
 
@@ -42,10 +47,10 @@ def info(name):
     return next(i for i in INFOS if i.name == name)
 
 
-def fused_steps(name, params, grads):
-    """How many (param, gradient) pairs of ``grads`` take the fused passes."""
-    takes = SPLIT[name][1]
-    return sum(g is not None and takes(np.ndim(p)) for step in grads for p, g in zip(params, step))
+def expected_kernels(name, params, grads):
+    """The kernels that stepping ``params`` with each of ``grads`` in turn runs, in order."""
+    passes = SPLIT[name][1]
+    return [rule for step in grads for p, g in zip(params, step) if g is not None for rule in passes(np.ndim(p))]
 
 
 class Kernels:
@@ -85,10 +90,17 @@ def test_fused_matches_numpy_on_drawn_runs(name, kernel, data):
         ours = trajectory(cls, run.kwargs, run.params, run.grads, backend="fused")
     assert_same_runs(reference, ours, f"{name} {kernel}")
     ran = kernels.of(module)
-    first = ran.count(module.descend)
-    assert module.update not in ran and len(ran) == 2 * first
-    if not run.kwargs.get("gradient_accumulation_steps"):  # every call steps, every gradient a kernel
-        assert first == fused_steps(name, run.params, run.grads)
+    assert module.update not in ran
+    if not run.kwargs.get("gradient_accumulation_steps"):  # every call steps, every gradient its kernels
+        assert ran == expected_kernels(name, run.params, run.grads)
+    else:  # some calls only accumulate: the kernels of whole steps of the params
+        steps, current = [], []
+        for rule in ran:
+            current.append(rule)
+            if rule is module.descend:
+                steps, current = [*steps, current], []
+        assert not current
+        assert all(step in [SPLIT[name][1](np.ndim(p)) for p in run.params] for step in steps)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -109,19 +121,20 @@ def test_fused_matches_numpy_on_large_and_small_tensors(name, dtype, data, seed)
     with Kernels() as kernels:
         ours = trajectory(cls, kwargs, params, steps, backend="fused")
     assert_same_runs(reference, ours, f"{name} {np.dtype(dtype)}")
-    assert len(kernels.of(SPLIT[name][0])) == 2 * fused_steps(name, params, steps)
+    assert kernels.of(SPLIT[name][0]) == expected_kernels(name, params, steps)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_strided_params_and_gradients_take_array_code_in_the_same_bits(name):
+@pytest.mark.parametrize("shape", [(4000,), (80, 50)], ids=["1-D", "2-D"])
+def test_strided_params_and_gradients_take_array_code_in_the_same_bits(name, shape):
     cls, module = getattr(optimizers, name), SPLIT[name][0]
     rng = np.random.default_rng(0)
-    base = rng.standard_normal((4000, 2)).astype(np.float32)
-    grads = [rng.standard_normal((4000, 3)).astype(np.float32)[:, 1] for _ in range(3)]  # strided too
+    base = rng.standard_normal((*shape, 2)).astype(np.float32)
+    grads = [rng.standard_normal((*shape, 3)).astype(np.float32)[..., 1] for _ in range(3)]  # strided too
     results = []
     for backend in ("numpy", "fused"):
         w = base.copy()
-        param = w[:, 0]  # a strided view: the kernels cannot take it
+        param = w[..., 0]  # a strided view: the kernels cannot take it
         opt = cls(learning_rate=0.1)
         opt.backend = backend
         with Kernels() as kernels:
@@ -130,4 +143,4 @@ def test_strided_params_and_gradients_take_array_code_in_the_same_bits(name):
         assert module.descend not in kernels.ran  # the strided param: array code
         results.append(np.array(param))
     assert same_bits(*results)
-    assert not same_bits(results[0], base[:, 0])  # it moved
+    assert not same_bits(results[0], base[..., 0])  # it moved

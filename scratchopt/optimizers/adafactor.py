@@ -55,11 +55,9 @@ def update(g, var, r, c, v, *, rho, beta_2_t, one_minus_beta_2_t, epsilon_1, eps
     """
     alpha = step_size(var, rho, epsilon_2)
     if r is not None:  # factored: the last two axes
-        squared = g * g + epsilon_1
-        r = beta_2_t * r + one_minus_beta_2_t * reduce_mean_over(squared, -1)
-        c = beta_2_t * c + one_minus_beta_2_t * reduce_mean_over(squared, -2)
-        v = (r / reduce_mean_over(r, -1, keepdims=True))[..., None] * c[..., None, :]
-        u = g / sqrt(v)
+        (squared,) = squared_gradient(g, None, epsilon_1=epsilon_1)
+        r, c = factored_moments(squared, r, c, beta_2_t=beta_2_t, one_minus_beta_2_t=one_minus_beta_2_t)
+        u, v = normalized(g, None, factored_v(r, c))
     else:
         u, v = second_moment(g, None, v, beta_2_t=beta_2_t, one_minus_beta_2_t=one_minus_beta_2_t,
                              epsilon_1=epsilon_1)
@@ -80,6 +78,32 @@ def second_moment(g, u, v, *, beta_2_t, one_minus_beta_2_t, epsilon_1):
     return g / sqrt(v), v
 
 
+def squared_gradient(g, out, *, epsilon_1):
+    """``G2 = g * g + epsilon_1``, elementwise (``out``: the array it is written to, not read)."""
+    return (g * g + epsilon_1,)
+
+
+def factored_moments(squared, r, c, *, beta_2_t, one_minus_beta_2_t):
+    """``(r, c)``, the moving averages of ``G2``'s row means (over the last axis) and column
+    means (over the one before), in TF's order (``reduce_mean_over``)."""
+    r = beta_2_t * r + one_minus_beta_2_t * reduce_mean_over(squared, -1)
+    c = beta_2_t * c + one_minus_beta_2_t * reduce_mean_over(squared, -2)
+    return r, c
+
+
+def factored_v(r, c, out=None):
+    """``v = (r / mean(r, -1))[..., None] * c[..., None, :]``: the row factors times the
+    column means, an outer product (written into ``out`` when given: the same bits)."""
+    return namespace(r).multiply((r / reduce_mean_over(r, -1, keepdims=True))[..., None], c[..., None, :], out=out)
+
+
+def normalized(g, u, v):
+    """``u = g / sqrt(v)`` for a factored ``v``, ``(u, v)``: elementwise (``u`` is written,
+    not read; ``v`` is only read, and handed back because the engine writes back every
+    array after the gradient)."""
+    return g / sqrt(v), v
+
+
 def clip_divisor(u, clip_threshold):
     """``max(1, RMS(u) / clip_threshold)``: what ``u`` is divided by, clipping its RMS."""
     return maximum(u.dtype.type(1.0), rms(u) / clip_threshold)
@@ -96,12 +120,18 @@ class Adafactor(Optimizer):
 
     The rule is ``update`` above. It needs each tensor whole, and ``r`` and ``c`` (params of 2
     or more dimensions only) have the reduced shapes ``shape[:-1]`` and ``shape[:-2] +
-    shape[-1:]``: the params cannot be packed. For an unfactored ``v`` (params of fewer than
-    2 dimensions) the fused path runs ``second_moment`` and ``descend`` as compiled passes
-    around the two RMS, with ``u`` in a scratch array (``Optimizer._scratch``); a factored
-    ``v`` broadcasts ``r`` and ``c``, which the engine's kernels do not take, so it stays
-    array code, as does ``opt.backend = "numpy"``. The same functions on every path, so the
-    same bits. As in Keras the values are not validated.
+    shape[-1:]``: the params cannot be packed. On NumPy arrays the fused path runs the
+    elementwise functions as compiled passes (``engine.run``), with ``u`` in a scratch array
+    (``Optimizer._scratch``), around what needs the tensor whole:
+
+    * unfactored ``v`` (params of fewer than 2 dimensions): ``second_moment``, then
+      ``descend`` after the RMS of ``u``;
+    * factored ``v``: ``squared_gradient`` into the scratch array, the row and column means
+      of it (``factored_moments``), ``v`` as their outer product written into its slot
+      (``factored_v``, NumPy's broadcasting ``multiply``), then ``normalized`` and ``descend``.
+
+    ``opt.backend = "numpy"`` runs ``update`` as array code. The same functions on every
+    path, so the same bits. As in Keras the values are not validated.
 
     Examples
     --------
@@ -150,14 +180,21 @@ class Adafactor(Optimizer):
 
     def run_rule(self, g, var, slots, scalars, fused):
         r, c, v = slots
-        if not fused or r is not None or namespace(var) is not np:  # array code; a factored v broadcasts
+        if not fused or namespace(var) is not np:  # array code
             for state, new in zip([var, r, c, v], self.update(g, var, r, c, v, **scalars)):
                 if state is not None:
                     state[...] = new
             return
         u = self._scratch(var)
         alpha = step_size(var, scalars["rho"], scalars["epsilon_2"])
-        engine.run(second_moment, g, u, [v], {k: scalars[k] for k in ("beta_2_t", "one_minus_beta_2_t", "epsilon_1")})
+        averages = {"beta_2_t": scalars["beta_2_t"], "one_minus_beta_2_t": scalars["one_minus_beta_2_t"]}
+        if r is None:
+            engine.run(second_moment, g, u, [v], {**averages, "epsilon_1": scalars["epsilon_1"]})
+        else:  # factored: G2 (in u until its means are taken), then v, their outer product
+            engine.run(squared_gradient, g, u, [], {"epsilon_1": scalars["epsilon_1"]})
+            r[...], c[...] = factored_moments(u, r, c, **averages)
+            factored_v(r, c, out=v)
+            engine.run(normalized, g, u, [v], {})
         engine.run(descend, u, var, [], {"alpha": alpha, "divisor": clip_divisor(u, scalars["clip_threshold"])})
 
     def scalars(self, lr, step, dtype):

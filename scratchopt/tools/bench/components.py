@@ -39,7 +39,9 @@ same size to see what 1000 tensors cost.
 The rest of Keras's optimizers (issue 17): Nadam, Adamax, Adadelta, Ftrl, ScheduleFreeAdamW
 28 B/elem (four arrays read, three written); Adagrad and Lion 20; Lamb 40 (its trust ratio
 needs the norms of ``w`` and of the update before the write: two passes); Adafactor on a
-1-D tensor (unfactored) 32 (the update's RMS clips it before the write: two passes);
+1-D tensor (unfactored) 32 (the update's RMS clips it before the write: two passes), and on
+a 2-D one (``adafactor_2d``, a ``matrix_shape(n)`` matrix: factored) 32 too (the sums of
+``|w|^2`` and of ``g*g`` by rows and by columns in one read, then ``v``, then the step);
 LossScaleOptimizer(Adam) 32 (the finiteness check, then Adam's pass). Muon is not a row: its
 2-D step is Newton-Schulz matrix products, compute-bound, which a bytes model does not bound.
 
@@ -95,6 +97,7 @@ class Component:
     model: str
     optimizer: tuple = None  # (scratchopt class name, constructor kwargs) for optimizers
     tensors: int = 1  # the n elements are split into this many equal tensors
+    matrix: bool = False  # an optimizer's tensor is 2-D, ``matrix_shape(n)``, not 1-D
 
     @property
     def bytes_per_element(self):
@@ -104,6 +107,9 @@ class Component:
         """The element count actually used for a requested ``size`` (layers use whole rows)."""
         if self.family == "layer":
             rows, cols = layer_shape(size)
+            return rows * cols
+        if self.matrix:
+            rows, cols = matrix_shape(size)
             return rows * cols
         return max(self.tensors, size // self.tensors * self.tensors)
 
@@ -122,6 +128,14 @@ def layer_shape(size):
     if size < FEATURES:
         return 1, size
     return size // FEATURES, FEATURES
+
+
+def matrix_shape(size):
+    """``(rows, columns)`` of about ``size`` elements, as square as powers of ten allow
+    (1e3: (10, 100), 1e7: (1000, 10000), 1e8: (10000, 10000)): a layer's weight matrix."""
+    digits = len(str(int(size))) - 1  # floor(log10(size))
+    rows = 10 ** (digits // 2)
+    return rows, size // rows
 
 
 def _update(arrays, in_place):
@@ -175,6 +189,10 @@ COMPONENTS = {c.name: c for c in [
     Component("adafactor", "Adafactor (1-D: unfactored)", "optimizer",
               (Pass((F32,) * 3, (F32,), in_place=1), Pass((F32,) * 3, (F32,), in_place=1)), 12, 14,
               "read g, w, v; write v (summing rms(w), rms(u)); read g, v, w; write w", ("Adafactor", {})),
+    Component("adafactor_2d", "Adafactor (2-D: factored)", "optimizer",
+              (Pass((F32, F32), reduce=True), Pass((F32,), (F32,)), Pass((F32,) * 3, (F32,), in_place=1)), 12, 14,
+              "sum |w|^2, g*g by rows and by columns; read g, write v (summing rms(u)); read g, v, w; write w",
+              ("Adafactor", {}), matrix=True),
     Component("schedule_free_adamw", "ScheduleFreeAdamW", "optimizer", (_update(4, 3),), 16, 12,
               "read g, w, z, v; write w, z, v", ("ScheduleFreeAdamW", {})),
     Component("loss_scale_adam", "LossScaleOptimizer(Adam)", "optimizer",
@@ -214,6 +232,13 @@ def inputs(component, size, xp=np, seed=0):
         shape = layer_shape(size)
         return {"x": normal(shape), "dy": normal(shape)}
     return {"grads": split(normal(n), component.tensors)}
+
+
+def optimizer_tensors(component, a):
+    """An optimizer component's tensors, views of ``a``: ``split`` into ``component.tensors``,
+    each of ``matrix_shape`` for a 2-D row."""
+    views = split(a, component.tensors)
+    return [v.reshape(matrix_shape(v.size)) for v in views] if component.matrix else views
 
 
 def split(a, tensors):

@@ -13,7 +13,7 @@ fused row checks, on its warm-up step, that the fused kernel really ran.
 import importlib
 import os
 
-from .components import split
+from .components import optimizer_tensors
 
 
 class Unavailable(Exception):
@@ -97,8 +97,8 @@ def _optimizer(backend, component, data):
         inner, inner_kwargs = kwargs["inner_optimizer"]
         kwargs["inner_optimizer"] = getattr(optimizers, inner)(**inner_kwargs)
     opt = getattr(optimizers, name)(**kwargs)
-    params = [a.copy() for a in split(data["w"], component.tensors)]
-    grads = split(data["g"], component.tensors)
+    params = [a.copy() for a in optimizer_tensors(component, data["w"])]
+    grads = optimizer_tensors(component, data["g"])
     path = {"numpy": "numpy", "cpu-fused": "fused", "cupy": "numpy", "cupy-fused": "fused"}[backend]
     opt.backend = path
     if hasattr(opt, "inner_optimizer"):  # LossScaleOptimizer: the wrapped optimizer runs the rule

@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from .components import split
+from .components import optimizer_tensors
 from .ours import Unavailable
 
 PEERS = ("keras-eager", "tf-raw-op", "tf-eager", "torch-foreach", "torch-fused", "torch-eager")
@@ -163,8 +163,8 @@ def _keras_eager(component, data):
             inner, inner_kwargs = kwargs["inner_optimizer"]
             kwargs["inner_optimizer"] = getattr(keras.optimizers, inner)(**inner_kwargs)
         opt = getattr(keras.optimizers, name)(**kwargs)
-        variables = [keras.Variable(w) for w in split(data["w"], component.tensors)]
-        grads = [tf.constant(g) for g in split(data["g"], component.tensors)]
+        variables = [keras.Variable(w) for w in optimizer_tensors(component, data["w"])]
+        grads = [tf.constant(g) for g in optimizer_tensors(component, data["g"])]
         opt.apply(grads, variables)  # builds the slots
         return (lambda: opt.apply(grads, variables)), f"keras.optimizers.{name}.apply"
     layer = {"batchnorm": lambda: keras.layers.BatchNormalization(),
@@ -206,7 +206,7 @@ def _tf_raw_op(component, data):
 
     kw = _optimizer_kwargs(component)
     steps, method = [], None
-    for w, g in zip(split(data["w"], component.tensors), split(data["g"], component.tensors)):
+    for w, g in zip(optimizer_tensors(component, data["w"]), optimizer_tensors(component, data["g"])):
         step, method = _tf_apply(tf, component.name, kw, c, tf.Variable(w), tf.constant(g))
         steps.append(step)
     if len(steps) == 1:
@@ -311,6 +311,7 @@ _TORCH_OPTIMIZERS = {
     "adagrad": ("Adagrad", {"lr": 0.01, "initial_accumulator_value": 0.1, "eps": 1e-7}),
     "adadelta": ("Adadelta", {"lr": 1.0, "rho": 0.95, "eps": 1e-7}),
     "adafactor": ("Adafactor", {}),
+    "adafactor_2d": ("Adafactor", {}),
     "sgd": ("SGD", {"lr": 0.01}),
     "sgd_momentum": ("SGD", {"lr": 0.01, "momentum": 0.9}),
     "adam": ("Adam", {"lr": 1e-3, "eps": 1e-7}),
@@ -335,7 +336,7 @@ def _torch(peer, component, data, device):
         name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip")
                                          else component.name]
         params = []
-        for w, g in zip(split(data["w"], component.tensors), split(data["g"], component.tensors)):
+        for w, g in zip(optimizer_tensors(component, data["w"]), optimizer_tensors(component, data["g"])):
             p = torch.nn.Parameter(tensor(w))
             p.grad = tensor(g)
             params.append(p)
