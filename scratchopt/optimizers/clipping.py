@@ -31,7 +31,7 @@ list that is not a float array or None.
 
 import numpy as np
 
-from .. import checks
+from .. import checks, memory
 from ..backend import _kind, maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, reduce_sum, tf_arithmetic
 from ..numerics.sums import sum_of_squares
@@ -142,7 +142,7 @@ def _scaled_copy(g, prescale, fused=None):
         fused = engine.wants_fused("auto", [g])
     if (fused and g.size >= COMPILED_MIN_ELEMENTS and engine.fused_cpu.available()
             and engine.fused_cpu.eligible([g, g])):
-        out = np.empty_like(g)
+        out = memory.empty_like(g)  # a dropped copy's memory when there is one
         engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)
         return out
     return (g * prescale[0]) / prescale[1] if len(prescale) == 2 else g * prescale[0]

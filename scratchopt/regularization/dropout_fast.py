@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from .. import memory
 from ..numerics import sums_fast
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -64,7 +65,7 @@ def _kernels():
 
 
 def _run(values, keep, scale, backward):
-    out = np.empty_like(values)
+    out = memory.empty_like(values)  # a dropped output's memory when there is one
     parallel = sums_fast._parallel(values.size)
     chunks = sums_fast._chunks(values.size, 64) if parallel else 1
     t = values.dtype.type

@@ -49,7 +49,8 @@ the steps before and after, ``python benchmarks/normalization_passes.py`` each p
 
 Each layer writes the copy of ``x`` that its backward reads into its last call's copy when
 the shapes agree (``_buffer``): only backward reads it, and a fresh array costs the kernel's
-zeroing of its pages.
+zeroing of its pages. The outputs ``y`` and ``dx`` come from ``scratchopt.memory``: the
+memory of a dropped earlier output when there is one, for the same reason.
 """
 
 import functools
@@ -57,6 +58,7 @@ import os
 
 import numpy as np
 
+from .. import memory
 from ..numerics import sums_fast
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -421,7 +423,7 @@ def batch_output(x, inv, shift, reuse=None):
     """``x * inv + shift`` over the last axis, and a copy of ``x`` (into ``reuse`` if it
     fits): ``(y, x_copy)``."""
     rows = _as_rows(x)
-    y, kept = np.empty_like(x), _buffer(x, reuse)
+    y, kept = memory.empty_like(x), _buffer(x, reuse)
     parallel = _parallel(x.size)
     bounds = _row_bounds(rows.shape[0], parallel)
     _kernels(_packet(x.dtype))["bn_output"][parallel](rows, inv.reshape(-1), shift.reshape(-1),
@@ -438,7 +440,7 @@ def batch_dx(x, dy, inv, batch_terms=None):
     """``(dy * inv + a) + b * (x - mean)`` for ``batch_terms = (a, b, mean)``; ``dy * inv``
     without them (the moving statistics)."""
     rows = _as_rows(x)
-    dx = np.empty_like(x)
+    dx = memory.empty_like(x)
     parallel = _parallel(x.size)
     a, b, mean = batch_terms if batch_terms is not None else (inv, inv, inv)  # unread then
     flat = (v.reshape(-1) for v in (inv, a, b, mean))
@@ -469,7 +471,7 @@ def layer_forward(x, gamma, beta, eps, reuse=None):
     count, m = rows.shape
     packet = _packet(x.dtype)
     plans, width = _ln_plans(m, packet)
-    y, kept = np.empty_like(x), _buffer(x, reuse)
+    y, kept = memory.empty_like(x), _buffer(x, reuse)
     mean, r = np.empty(count, x.dtype), np.empty(count, x.dtype)
     parallel = _parallel(x.size)
     bounds = _row_bounds(count, parallel)
@@ -487,7 +489,7 @@ def layer_backward(x, dy, gamma, mean, r):
     packet = _packet(x.dtype)
     plans, width = _ln_plans(m, packet)
     dy = np.ascontiguousarray(_as_rows(dy))
-    dx = np.empty_like(x)
+    dx = memory.empty_like(x)
     parallel = _parallel(x.size)
     _kernels(packet)["ln_dx"][parallel](rows, dy, gamma.reshape(-1), mean, r, plans, count - count % packet,
                                         _as_rows(dx), _row_bounds(count, parallel), _block(m), width, packet,
