@@ -39,6 +39,7 @@ False
 True
 """
 
+import math
 import os
 import sys
 import threading
@@ -74,21 +75,24 @@ def enabled():
 def empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, as ``np.empty``; big
     ones in the memory of a dropped output when there is one of the same byte size."""
-    shape = tuple(int(s) for s in (shape if isinstance(shape, tuple) else (shape,)))
+    shape = tuple(map(int, shape)) if isinstance(shape, (tuple, list)) else (int(shape),)
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if nbytes < MIN_BYTES or not enabled():
+    return _empty(shape, dtype, math.prod(shape) * dtype.itemsize)
+
+
+def empty_like(x):
+    """``empty(x.shape, x.dtype)``."""
+    return _empty(x.shape, x.dtype, x.nbytes)
+
+
+def _empty(shape, dtype, nbytes):
+    if nbytes < MIN_BYTES or not enabled():  # small: as cheap as np.empty (a size check)
         return np.empty(shape, dtype)
     with _lock:
         buffer = _take(nbytes)
     if buffer is None:
         return np.empty(shape, dtype)
     return buffer.view(dtype).reshape(shape)
-
-
-def empty_like(x):
-    """``empty(x.shape, x.dtype)``."""
-    return empty(x.shape, x.dtype)
 
 
 def _take(nbytes):

@@ -45,13 +45,15 @@ import numpy as np
 from . import fpenv
 
 #: From this many elements on, a kernel runs in parallel (numba ``prange``); below it,
-#: serially in the calling thread. A sum reads each element once, so it is memory-bound
-#: early, and a parallel launch waits for its slowest thread: on this project's shared
-#: 2-core VM (load 4-5) every parallel sum took about 16 ms, from 1e5 to 1e7 elements,
-#: where the serial one takes 0.03 ms at 1e5 and 9.5 ms at 1e7 (``sum_of_squares``). So
-#: only from 4M elements (16 MB of float32) on; ``numba.set_num_threads(1)`` (or
-#: ``NUMBA_NUM_THREADS=1``) keeps every sum serial.
-PARALLEL_MIN_ELEMENTS = 1 << 22
+#: serially in the calling thread. ``python benchmarks/sum_crossover.py`` on this project's
+#: 2-core VM (load 0.4), ``sum_of_squares`` serial vs 2 threads: float32 19.8 vs 18.6 us at
+#: 1e5, 27.6 vs 20.8 at 2e5, 43.4 vs 28.1 at 3e5, 430 vs 234 at 2.5e6; float64 28.2 vs 21.9
+#: at 1e5, 54.3 vs 30.8 at 2e5 (``reduce_sum`` the same). Parallel wins from about 400 KB;
+#: the margin is thin there, so from 262,144 elements (1 MiB of float32). A parallel launch
+#: waits for its slowest thread: on a machine whose other cores are busy (load 4-5 on these
+#: 2 cores) every parallel sum took about 16 ms, and ``numba.set_num_threads(1)`` (or
+#: ``NUMBA_NUM_THREADS=1``) keeps every sum serial, as for the fused optimizer kernels.
+PARALLEL_MIN_ELEMENTS = 1 << 18
 
 _X86 = platform.machine() in ("x86_64", "AMD64")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
