@@ -29,7 +29,8 @@ from optimizer_info import INFOS
 from strategies import DTYPES, common_options, learning_rates, runs, to_kwargs
 
 from scratchopt.numerics import FTZ_SUPPORTED, flush_denormals
-from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, engine, sgd
+from scratchopt.numerics.sums import sum_of_squares
+from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, base, clipping, engine, sgd
 from scratchopt.optimizers.engine import fused_cpu as fused
 from scratchopt.tools.parity import same_bits
 
@@ -487,6 +488,37 @@ def test_packing_keeps_per_tensor_clipping_and_decay_exclusions(make, clip, back
     assert_same_runs(reference, packed, "packed")
     assert opt._decays == [True, False, False, True, True, False, False]
     assert [len(p.indices) for p in opt._packs] == [4, 3]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+@pytest.mark.parametrize(("cls", "kwargs"), [(Adam, {"learning_rate": 0.01}),
+                                             (SGD, {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.1})],
+                         ids=["Adam", "SGD"])
+def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype):
+    """``global_clipnorm`` over a packed buffer's own gradients (``packed_gradients()``): every
+    param's squared norm in one compiled call (``segment_sums_of_squares``), and the bits of
+    the unpacked NumPy steps; a step with NaN and inf included."""
+    rng = np.random.default_rng(6)
+    shapes = [(7, 3), (3,), (), (100, 30), (1,), (20_000,), (0,), (4, 1, 5), (33,), (9, 9), (2,), (1000,), (5,)]
+    scale = [1.0, 1e-3, 50.0, 1.0, 1e3, 0.1, 1.0, 3.0, 2.0, 1.0, 7.0, 0.3, 1.0]  # norms of many sizes
+    params = [mixed(rng, int(np.prod(s)), dtype).reshape(s) for s in shapes]
+    steps = [[(mixed(rng, p.size, dtype, nonfinite=k == 2) * c).astype(dtype).reshape(p.shape)
+              for p, c in zip(params, scale)] for k in range(4)]
+    kwargs = {**kwargs, "global_clipnorm": 0.7}
+    reference = trajectory(cls, kwargs, params, steps, backend="numpy")
+    norms, original = [], clipping.global_scale
+
+    def recorded(grads, clip, squared_norms=None):
+        norms.append(squared_norms)
+        return original(grads, clip, squared_norms)
+
+    with mock.patch.object(clipping, "global_scale", recorded), \
+            mock.patch.object(base, "segment_sums_of_squares", wraps=base.segment_sums_of_squares) as spy:
+        ours = trajectory(cls, kwargs, params, steps, pack=True, in_place=True)
+    assert_same_runs(reference, ours, "packed gradients")
+    assert spy.call_count == len(norms) == len(steps)  # one call a step: each param's norm, in order
+    for got, grads in zip(norms, steps):
+        assert same_bits(got, np.array([sum_of_squares(g) for g in grads], dtype))
 
 
 def test_a_packed_step_runs_the_rule_once_per_dtype():

@@ -89,6 +89,39 @@ def test_full_sum_and_the_norm_sums(kernel, dtype, data):
     assert_same_bits(reference(sums.sum_of_squares, x), reference(sums.reduce_sum, square))
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
+@settings(max_examples=scaled(40), deadline=None)
+@given(dtype=st.sampled_from(DTYPES), data=st.data())
+def test_segment_sums_of_squares_are_each_segments_own_sum(kernel, dtype, data):
+    """A packed buffer's squared norms in one call: each segment as a tensor of its own (a tree
+    from its first element, a copy for one element, 0 for none), segments back to back or
+    with gaps, and the same bits as ``sum_of_squares`` of each and as the reference."""
+    lengths = data.draw(st.lists(st.one_of(st.integers(0, 3), sizes(dtype)), min_size=1, max_size=6))
+    gaps = data.draw(st.lists(st.integers(0, 9), min_size=len(lengths), max_size=len(lengths)))
+    starts = np.cumsum([0] + [n + gap for n, gap in zip(lengths, gaps)])[:-1] + gaps[0]
+    flat = data.draw(values((int(starts[-1]) + lengths[-1] + 3,), dtype))
+    ours = fast(sums.segment_sums_of_squares, flat, starts, tuple(lengths), kernel=kernel)
+    each = [fast(sums.sum_of_squares, flat[a:a + n], kernel=kernel) for a, n in zip(starts, lengths)]
+    assert_same_bits(ours, np.array(each, dtype))
+    assert_same_bits(ours, reference(sums.segment_sums_of_squares, flat, starts, tuple(lengths)))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_segment_sums_of_many_leaves(kernel, dtype):
+    """Segments of several leaves each, at offsets off a packet: their trees split as a
+    tensor's of their own (a tree from the buffer's index 0 would differ in about a quarter
+    of such sums)."""
+    rng = np.random.default_rng(5)
+    lengths = (20_000, 1, 0, 9_001, 33_333, 17, 12_345, 8_193)
+    starts = np.cumsum((3,) + tuple(n + 5 for n in lengths[:-1]))
+    for _ in range(8):
+        flat = rng.standard_normal(int(starts[-1]) + lengths[-1]).astype(dtype)
+        ours = fast(sums.segment_sums_of_squares, flat, starts, lengths, kernel=kernel)
+        assert_same_bits(ours, np.array([fast(sums.sum_of_squares, flat[a:a + n]) for a, n in zip(starts, lengths)],
+                                        dtype))
+
+
 #: The most elements a drawn array may have (4 MB of float64): a bigger shape, as
 #: (257, 257, 257, 257) once was, is drawn again with its later dims small.
 MAX_ELEMENTS = 500_000

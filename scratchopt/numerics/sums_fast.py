@@ -329,8 +329,46 @@ def _kernels(packet, transform):
 
         return numba.njit(parallel=parallel, **options)(column_sums)
 
+    def segments_kernel(parallel):
+        loop = numba.prange if parallel else range
+
+        def segment_sums(x, starts, sizes, plan, leaf_segment, leaf_offsets, leaf_lengths, leaf_first, lefts, rights,
+                         inner, roots, width, out, chunks, p, p4):
+            """Segment s of flat ``x`` (``sizes[s]`` elements from ``starts[s]``) as a tensor of
+            its own: Eigen's tree (plan ``plan[s]``). Every leaf of every segment first, the
+            leaves in ``chunks`` chunks (balanced: a leaf is at most a few thousand elements);
+            then each segment's tree from its leaves, ``leaf_first[s]`` on."""
+            count = leaf_offsets.size
+            leaf_sums = np.empty(count, x.dtype)
+            mode = get_mxcsr() & FTZ_DAZ
+            per = (count + chunks - 1) // chunks
+            for c in loop(chunks):
+                saved = enter_worker(mode)
+                acc = np.empty(P4, x.dtype)
+                for k in range(c * per, min(count, (c + 1) * per)):
+                    start = starts[leaf_segment[k]] + leaf_offsets[k]
+                    leaf_sums[k] = leaf(x, start, leaf_lengths[k], acc, p, p4)
+                set_mxcsr(saved)
+            sums = np.empty(width, x.dtype)
+            for seg in range(sizes.size):
+                if sizes[seg] == 0:
+                    out[seg] = 0
+                elif sizes[seg] == 1:  # nothing to add up: TF copies the element
+                    out[seg] = f(x[starts[seg]])
+                else:
+                    q, first = plan[seg], leaf_first[seg]
+                    leaves = leaf_first[seg + 1] - first
+                    for j in range(leaves):
+                        sums[j] = leaf_sums[first + j]
+                    for j in range(inner[q]):
+                        sums[leaves + j] = (x.dtype.type(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
+                    out[seg] = sums[roots[q]]
+
+        return numba.njit(parallel=parallel, **options)(segment_sums)
+
     return {"leaf": leaf, "leaf_of": leaf_of,
             "mxcsr": (get_mxcsr, set_mxcsr, FTZ_DAZ), "enter_worker": enter_worker,
+            "segments": {False: segments_kernel(False), True: segments_kernel(True)},
             "tree_serial": tree_serial, "tree_parallel": tree_parallel,
             "rows": {False: rows_kernel(False), True: rows_kernel(True)},
             "slab": {False: slab_kernel(False), True: slab_kernel(True)},
@@ -387,6 +425,36 @@ def _row_plans(n, packet):
     return plan_of, offsets, lengths, counts, lefts, rights, inners, roots
 
 
+@functools.lru_cache(maxsize=64)
+def _segment_plans(sizes, packet):
+    """The trees of segments of ``sizes`` (a tuple), each as a tensor of its own (``_plan``
+    from 0): every leaf (its segment, offset in it, length), where each segment's leaves
+    start, and the inner nodes of each distinct size, stacked as ``_row_plans`` does."""
+    distinct = sorted({n for n in sizes if n >= 2})
+    plans = [_plan(0, n, packet) for n in distinct]
+    which = {n: q for q, n in enumerate(distinct)}
+    plan = np.array([which.get(n, 0) for n in sizes], np.int64)
+    leaf_segment, leaf_offsets, leaf_lengths, leaf_first = [], [], [], [0]
+    for seg, n in enumerate(sizes):
+        if n >= 2:
+            offsets, lengths = plans[which[n]][:2]
+            leaf_segment += [seg] * len(offsets)
+            leaf_offsets += offsets.tolist()
+            leaf_lengths += lengths.tolist()
+        leaf_first.append(len(leaf_offsets))
+    inner = max([len(p[2]) for p in plans] + [1])
+    lefts = np.zeros((max(len(plans), 1), inner), np.int64)
+    rights = np.zeros((max(len(plans), 1), inner), np.int64)
+    for q, (_, _, l, r, _) in enumerate(plans):
+        lefts[q, :len(l)], rights[q, :len(r)] = l, r
+    inners = np.array([len(p[2]) for p in plans] or [0], np.int64)
+    roots = np.array([p[4] for p in plans] or [0], np.int64)
+    width = max([len(p[0]) + len(p[2]) for p in plans] + [1])
+    as_array = functools.partial(np.array, dtype=np.int64)
+    return (as_array(sizes), plan, as_array(leaf_segment), as_array(leaf_offsets), as_array(leaf_lengths),
+            as_array(leaf_first), lefts, rights, inners, roots, width)
+
+
 def _packet_size(dtype):
     return 8 if dtype == np.float32 else 4
 
@@ -427,6 +495,18 @@ def row_sums(rows, transform="none"):
     plans = _row_plans(n, packet)
     chunks = _chunks(rows.size, k)
     _kernels(packet, transform)["rows"][chunks > 1](rows.reshape(-1), n, *plans, out, chunks, packet, 4 * packet)
+    return out
+
+
+def segment_sums(flat, starts, sizes, transform="none"):
+    """``[sums.reduce_sum(f(flat[a:a + n])) for a, n in zip(starts, sizes)]`` of a 1-d
+    C-contiguous float32/float64 array, as one (k,) array: each segment a tensor of its own
+    (a packed buffer's params), every segment in one call. ``sizes`` is a tuple."""
+    packet = _packet_size(flat.dtype)
+    plans = _segment_plans(sizes, packet)
+    out = np.empty(len(sizes), flat.dtype)
+    chunks = _chunks(flat.size, max(1, plans[3].size))
+    _kernels(packet, transform)["segments"][chunks > 1](flat, starts, *plans, out, chunks, packet, 4 * packet)
     return out
 
 

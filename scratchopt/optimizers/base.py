@@ -48,6 +48,7 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype, keras_cast, tf_arithmetic, through_float32
+from ..numerics.sums import segment_sums_of_squares
 from . import clipping, copies, engine, validation
 from .engine import packing
 from .learning_rate import LearningRate
@@ -557,6 +558,9 @@ class Optimizer(checks.Configurable):
         by_global = not by_norm and bool(self.global_clipnorm and self.global_clipnorm > 0)
         if not (by_norm or by_global) or (by_norm and self._packs):
             return None
+        squared = self._packed_squared_norms(grads) if by_global else None
+        if squared is not None:  # this optimizer's packed gradients: checked when it made them
+            return [(clipping.global_scale(grads, self.global_clipnorm, squared),)] * len(grads)
         if any(g.dtype != self._params[i].dtype or not isinstance(g, np.ndarray)
                for g, i in zip(grads, indices)):
             return None
@@ -567,6 +571,18 @@ class Optimizer(checks.Configurable):
         if any(g.dtype != scale.dtype for g in grads):
             return None
         return [(scale,)] * len(grads)  # a packed buffer is one triple of several gradients
+
+    def _packed_squared_norms(self, grads):
+        """Each gradient's sum of squares, in one compiled call, when ``grads`` are one packed
+        buffer's ``packed_gradients()`` in buffer order (the same bits as one call each:
+        ``segment_sums_of_squares``); else None."""
+        if len(self._packs) != 1 or self._packs[0].grad_views is None:
+            return None
+        pack = self._packs[0]
+        if (pack.grad.dtype not in (np.float32, np.float64) or len(grads) != len(pack.grad_views)
+                or not all(g is v for g, v in zip(grads, pack.grad_views))):
+            return None
+        return segment_sums_of_squares(pack.grad, *pack.segments)
 
     def _decay(self, decaying, lr, fused):
         """Weight decay on the weights ``decaying``, before the rule (Muon decays by two rates)."""

@@ -17,6 +17,7 @@ buffer per dtype and device.
 """
 
 import dataclasses
+import functools
 import itertools
 
 import numpy as np
@@ -40,6 +41,11 @@ class Pack:
     @property
     def size(self):
         return self.bounds[-1][1] if self.bounds else 0
+
+    @functools.cached_property
+    def segments(self):
+        """``(starts, sizes)`` of the params in the buffer: an int64 array and a tuple."""
+        return np.array([lo for lo, _ in self.bounds], np.int64), tuple(hi - lo for lo, hi in self.bounds)
 
     def copy_in(self, arrays):
         """One flat buffer holding ``arrays`` (in C order), and views of it shaped like them."""
