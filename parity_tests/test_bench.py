@@ -92,7 +92,7 @@ def test_ratio_to_best_peer_and_regime():
 def test_bytes_model():
     c = components.COMPONENTS
     expected = {"sgd": 12, "sgd_momentum": 20, "adam": 28, "adamw": 28, "adam_global_clip": 32,
-                "adam_1000": 28, "rmsprop": 20,
+                "adam_1000": 28, "adam_1000_global_clip": 32, "rmsprop": 20,
                 "rmsprop_centered": 28, "batchnorm": 32, "layernorm": 20, "dropout": 18, "clip_norm": 12,
                 "clip_global_norm": 12, "nadam": 28, "adamax": 28, "adagrad": 20, "adadelta": 28, "ftrl": 28,
                 "lion": 20, "lamb": 40, "adafactor": 32, "adafactor_2d": 32, "schedule_free_adamw": 28,

@@ -580,7 +580,7 @@ class Optimizer(checks.Configurable):
             return None
         pack = self._packs[0]
         if (pack.grad.dtype not in (np.float32, np.float64) or len(grads) != len(pack.grad_views)
-                or not all(g is v for g, v in zip(grads, pack.grad_views))):
+                or not all(map(operator.is_, grads, pack.grad_views))):
             return None
         return segment_sums_of_squares(pack.grad, *pack.segments)
 

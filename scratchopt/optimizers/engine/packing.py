@@ -19,6 +19,7 @@ buffer per dtype and device.
 import dataclasses
 import functools
 import itertools
+import operator
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class Pack:
 
     def gather(self, grads):
         """The gradients of this buffer's params as one flat array in its dtype."""
-        if self.grad_views is not None and all(g is v for g, v in zip(grads, self.grad_views)):
+        if self.grad_views is not None and all(map(operator.is_, grads, self.grad_views)):
             return self.grad  # written in place by the caller: nothing to copy
         xp = namespace(self.param)
         if self.scratch is None:

@@ -16,6 +16,8 @@ adam_global_clip    Adam with ``global_clipnorm=1``: sum g*g over all, then   32
                     read g, w, m, v; write w, m, v
 adam_1000           Adam over 1000 tensors of n/1000 elements (a model's      28
                     layers): the same bytes, 1000 times the launches
+adam_1000_global_   ``adam_global_clip`` over the 1000 tensors: each          32
+clip                tensor's sum of squares, then the same step
 rmsprop             read g, w, v; write w, v                                  20
 rmsprop_centered    read g, w, v, avg_g; write w, v, avg_g                    28
 batchnorm           forward: sum x (one pass for mean and variance), then     32
@@ -164,6 +166,10 @@ COMPONENTS = {c.name: c for c in [
     Component("adam_1000", "Adam, 1000 tensors", "optimizer", (_update(4, 3),), 16, 12,
               "read g, w, m, v; write w, m, v; over 1000 tensors", ("Adam", {"learning_rate": 0.001}),
               tensors=1000),
+    Component("adam_1000_global_clip", "Adam global_clipnorm=1, 1000 tensors", "optimizer",
+              (Pass((F32,), reduce=True), _update(4, 3)), 16, 14,
+              "sum g*g of each tensor; read g, w, m, v; write w, m, v; over 1000 tensors",
+              ("Adam", {"learning_rate": 0.001, "global_clipnorm": 1.0}), tensors=1000),
     Component("rmsprop", "RMSprop", "optimizer", (_update(3, 2),), 12, 12,
               "read g, w, v; write w, v", ("RMSprop", {"learning_rate": 0.001})),
     Component("rmsprop_centered", "RMSprop centered", "optimizer", (_update(4, 3),), 16, 14,

@@ -332,8 +332,9 @@ def _torch(peer, component, data, device):
     if component.family == "optimizer":
         if component.name in _NOT_IN_TORCH:
             raise Unavailable(_NOT_IN_TORCH[component.name])
-        clipped = component.name == "adam_global_clip"
-        name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip")
+        clipped = component.name in ("adam_global_clip", "adam_1000_global_clip")
+        name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip",
+                                                                     "adam_1000_global_clip")
                                          else component.name]
         params = []
         for w, g in zip(optimizer_tensors(component, data["w"]), optimizer_tensors(component, data["g"])):
