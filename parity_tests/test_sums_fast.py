@@ -107,6 +107,20 @@ def test_segment_sums_of_squares_are_each_segments_own_sum(kernel, dtype, data):
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
+@settings(max_examples=scaled(30), deadline=None)
+@given(dtype=st.sampled_from(DTYPES), data=st.data())
+def test_sums_of_squares_of_a_list_are_each_ones_sum(kernel, dtype, data):
+    """A global norm's per-tensor sums in one call: the bits of ``sum_of_squares`` of each
+    (the fast path, and the reference), tensors of 0 and 1 elements and 2-d ones included."""
+    shapes = data.draw(st.lists(st.one_of(st.tuples(sizes(dtype)), st.tuples(st.integers(0, 40), st.integers(0, 40))),
+                                min_size=1, max_size=5))
+    xs = [data.draw(values(shape, dtype)) for shape in shapes]
+    ours = fast(sums.sums_of_squares, xs, kernel=kernel)
+    assert_same_bits(ours, np.array([fast(sums.sum_of_squares, x, kernel=kernel) for x in xs], dtype))
+    assert_same_bits(ours, reference(sums.sums_of_squares, xs))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_segment_sums_of_many_leaves(kernel, dtype):
     """Segments of several leaves each, at offsets off a packet: their trees split as a

@@ -34,7 +34,7 @@ import numpy as np
 from .. import checks, memory
 from ..backend import _kind, maximum, minimum, namespace, sqrt
 from ..numerics import as_dtype, reduce_sum, tf_arithmetic
-from ..numerics.sums import sum_of_squares
+from ..numerics.sums import sum_of_squares, sums_of_squares
 from . import engine
 from .validation import native, short_repr
 
@@ -192,7 +192,8 @@ def _global_norm(grads):
         xp = namespace(*grads)
     except TypeError as error:
         raise TypeError(f"grads: {error}") from None
-    squared_norms = xp.stack([xp.asarray(sum_of_squares(g)) for g in grads])
+    squared_norms = (sums_of_squares(grads) if xp is np  # each gradient's sum of squares, stacked
+                     else xp.stack([xp.asarray(sum_of_squares(g)) for g in grads]))
     return sqrt(reduce_sum(squared_norms))
 
 
