@@ -16,24 +16,17 @@ fresh page depends on its size. The difference ``new - reused`` is what
 """
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 from numpy._core import multiarray
+from timing import median_ms
 
 from scratchopt import memory
 
 
-def median_ms(make, x, repeats):
-    times = []
-    for _ in range(repeats + 2):
-        start = time.perf_counter()
-        out = make(x.shape, x.dtype)
-        np.multiply(x, 2, out=out)
-        times.append(time.perf_counter() - start)
-        del out
-    return statistics.median(times[2:]) * 1e3
+def fill(make, x):
+    """One pass ``x * 2`` into an array from ``make`` (dropped when the call returns)."""
+    return lambda: np.multiply(x, 2, out=make(x.shape, x.dtype))
 
 
 def main(argv=None):
@@ -50,8 +43,8 @@ def main(argv=None):
             x = np.random.default_rng(0).standard_normal(n, dtype=np.float32)
             for huge in (True, False):
                 multiarray._set_madvise_hugepage(huge)
-                new = median_ms(np.empty, x, args.repeats)
-                reused = median_ms(memory.empty, x, args.repeats)
+                new = median_ms(fill(np.empty, x), args.repeats)
+                reused = median_ms(fill(memory.empty, x), args.repeats)
                 print(f"{n:>10.0e} {'on' if huge else 'off':>10} {new:>8.2f}ms {reused:>8.2f}ms {new - reused:>11.2f}ms")
             memory.release()
     finally:

@@ -13,23 +13,12 @@ thread, and the crossover moves up.
 
 import argparse
 import os
-import statistics
-import time
 
 import numpy as np
+from timing import median_ms
 
 from scratchopt.numerics import reduce_sum, sums_fast
 from scratchopt.numerics.sums import sum_of_squares
-
-
-def median_us(f, repeats):
-    f()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e6
 
 
 def main(argv=None):
@@ -50,7 +39,7 @@ def main(argv=None):
                 for f in (sum_of_squares, reduce_sum):
                     for limit in (1 << 62, 1):
                         sums_fast.PARALLEL_MIN_ELEMENTS = limit
-                        row.append(median_us(lambda: f(x), args.repeats))
+                        row.append(median_ms(lambda: f(x), args.repeats) * 1e3)
                 wins.setdefault(np.dtype(dtype).name, []).append((n, row[1] < row[0] and row[3] < row[2]))
                 print(f"{np.dtype(dtype).name:>8} {n:>9} {row[0]:>15.1f} {row[1]:>9.1f} {row[2]:>18.1f} {row[3]:>9.1f}")
     finally:
