@@ -13,7 +13,8 @@ import sys
 NAMES = {"batchnorm": "BatchNormalization fwd+bwd", "layernorm": "LayerNormalization fwd+bwd",
          "dropout": "Dropout(0.5) fwd+bwd", "clip_norm": "clip_by_norm",
          "clip_global_norm": "clip_by_global_norm (4 tensors)", "adam": "Adam",
-         "adam_global_clip": "Adam global_clipnorm=1"}
+         "adam_global_clip": "Adam global_clipnorm=1", "adam_1000": "Adam, 1000 tensors",
+         "adam_1000_global_clip": "Adam global_clipnorm=1, 1000 tensors"}
 
 
 def ms(seconds):
