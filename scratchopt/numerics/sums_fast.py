@@ -48,8 +48,9 @@ from . import fpenv
 #: serially in the calling thread. ``python benchmarks/sum_crossover.py`` on this project's
 #: 2-core VM (load 0.4), ``sum_of_squares`` serial vs 2 threads: float32 19.8 vs 18.6 us at
 #: 1e5, 27.6 vs 20.8 at 2e5, 43.4 vs 28.1 at 3e5, 430 vs 234 at 2.5e6; float64 28.2 vs 21.9
-#: at 1e5, 54.3 vs 30.8 at 2e5 (``reduce_sum`` the same). Parallel wins from about 400 KB;
-#: the margin is thin there, so from 262,144 elements (1 MiB of float32). A parallel launch
+#: at 1e5, 54.3 vs 30.8 at 2e5 (``reduce_sum`` the same). Parallel wins from 400-800 KB
+#: (a second run: float32 from 2e5, float64 from 1e5), so from 262,144 elements (1 MiB of
+#: float32). A parallel launch
 #: waits for its slowest thread: on a machine whose other cores are busy (load 4-5 on these
 #: 2 cores) every parallel sum took about 16 ms, and ``numba.set_num_threads(1)`` (or
 #: ``NUMBA_NUM_THREADS=1``) keeps every sum serial, as for the fused optimizer kernels.
