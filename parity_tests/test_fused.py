@@ -521,6 +521,27 @@ def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype)
         assert same_bits(got, np.array([sum_of_squares(g) for g in grads], dtype))
 
 
+def test_the_one_call_global_norm_takes_only_a_numpy_buffers_own_views():
+    """Another buffer type (CuPy's, or here an ndarray subclass), other gradients, or two
+    buffers: the per-gradient global norm (``_packed_squared_norms`` says None)."""
+    opt = Adam(0.1, global_clipnorm=1.0)
+    params = opt.pack([np.ones(3, np.float32), np.ones((2, 2), np.float32)])
+    grads = opt.packed_gradients()
+    assert opt._packed_squared_norms(grads).tolist() == [0.0, 0.0]
+    assert opt._packed_squared_norms([g.copy() for g in grads]) is None
+    assert opt._packed_squared_norms(grads[::-1]) is None and opt._packed_squared_norms(grads[:1]) is None
+
+    class Other(np.ndarray):
+        pass
+
+    opt._packs[0].grad = opt._packs[0].grad.view(Other)
+    assert opt._packed_squared_norms(grads) is None
+    two = Adam(0.1, global_clipnorm=1.0)
+    two.pack([np.ones(3, np.float32), np.ones(2)])
+    assert two._packed_squared_norms(two.packed_gradients()) is None
+    assert params[0].base is not None
+
+
 def test_a_packed_step_runs_the_rule_once_per_dtype():
     params = [np.ones((3, 4), np.float32), np.ones(5), np.ones(7, np.float32), np.ones(()), np.ones(2, np.float32)]
     grads = [np.full(p.shape, 0.5, p.dtype) for p in params]

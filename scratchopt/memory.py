@@ -5,12 +5,11 @@ Why: a new NumPy array of more than a few MiB is fresh memory from the operating
 kernel zeroes each page the first time it is written. On the 2-core development VM that
 costs 2-4 ms per 40 MB with NumPy's transparent huge pages, and 10-13 ms without them,
 against about 3 ms for a pass ``out = x * 2`` that fills reused memory (two runs of
-``python benchmarks/fresh_pages.py``). A
-training loop makes the same outputs every step (BatchNormalization's ``y`` and ``dx``, a
-clipped gradient) and drops last step's, so the compiled layers and clipping ask here
-for their outputs, and get the memory of a dropped one when there is one. TensorFlow and
-PyTorch keep freed memory for reuse the same way (their caching allocators), and PyTorch
-clips in place.
+``python benchmarks/fresh_pages.py``). A training loop makes the same outputs every step
+(BatchNormalization's ``y`` and ``dx``, a clipped gradient) and drops last step's, so the
+compiled layers and clipping ask here for their outputs, and get the memory of a dropped
+one when there is one. TensorFlow and PyTorch keep freed memory for reuse the same way
+(their caching allocators), and PyTorch clips in place.
 
 When is an array dropped? The pool keeps each buffer it hands out, and gives the caller a
 *view* of it. Every view, and every view of a view, holds a reference to the buffer

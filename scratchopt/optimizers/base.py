@@ -579,7 +579,8 @@ class Optimizer(checks.Configurable):
         if len(self._packs) != 1 or self._packs[0].grad_views is None:
             return None
         pack = self._packs[0]
-        if (pack.grad.dtype not in (np.float32, np.float64) or len(grads) != len(pack.grad_views)
+        if (type(pack.grad) is not np.ndarray or pack.grad.dtype not in (np.float32, np.float64)  # CuPy: clip first
+                or len(grads) != len(pack.grad_views)
                 or not all(map(operator.is_, grads, pack.grad_views))):
             return None
         return segment_sums_of_squares(pack.grad, *pack.segments)
