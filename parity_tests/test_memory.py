@@ -223,3 +223,15 @@ def test_clipped_copies_held_are_not_overwritten(monkeypatch):
     assert all(a.tobytes() == b.tobytes() for a, b in zip([first, *first_global], snapshot))
     monkeypatch.setenv("SCRATCHOPT_REUSE_OUTPUTS", "0")
     assert clip_by_norm(grads[1:2], 1.0)[0].tobytes() == again[0].tobytes()
+
+
+@pytest.mark.parametrize(("call", "error", "names"), [
+    (lambda: memory.empty((2.5, 3), np.float32), TypeError, "shape"),
+    (lambda: memory.empty((4, -1), np.float32), ValueError, "shape"),
+    (lambda: memory.empty(3, "no such dtype"), TypeError, "dtype"),
+    (lambda: memory.empty_like([1.0, 2.0]), TypeError, "x must be a NumPy array"),
+], ids=["float dimension", "negative dimension", "bad dtype", "not an array"])
+def test_bad_input_is_a_clear_error_and_takes_nothing(call, error, names):
+    with pytest.raises(error, match=names):
+        call()
+    assert memory.held() == (0, 0)

@@ -8,6 +8,7 @@ thread and in numba's worker threads alike), inf and NaN; the serial and the par
 kernels. ``SCRATCHOPT_BACKEND=numpy`` forces the reference.
 """
 
+import functools
 import os
 from unittest import mock
 
@@ -118,6 +119,26 @@ def test_sums_of_squares_of_a_list_are_each_ones_sum(kernel, dtype, data):
     ours = fast(sums.sums_of_squares, xs, kernel=kernel)
     assert_same_bits(ours, np.array([fast(sums.sum_of_squares, x, kernel=kernel) for x in xs], dtype))
     assert_same_bits(ours, reference(sums.sums_of_squares, xs))
+
+
+@pytest.mark.parametrize(("flat", "starts", "lengths", "says"), [
+    (np.arange(10.0), [8], (5,), "inside flat"),
+    (np.arange(10.0), [-3], (2,), "inside flat"),
+    (np.arange(10.0), [3], (-2,), "inside flat"),
+    (np.arange(10.0), [0, 2], (2,), "one entry per segment"),
+    (np.arange(10.0).reshape(2, 5), [0], (2,), "1-d"),
+], ids=["past the end", "negative start", "negative size", "counts differ", "2-d"])
+@pytest.mark.parametrize("kernel", ["reference", *KERNELS])
+def test_segments_outside_the_array_are_refused_before_any_read(flat, starts, lengths, says, kernel):
+    """The compiled kernel reads where it is told: a segment outside ``flat`` is a ValueError
+    on every path, and ``flat`` is unchanged."""
+    before = flat.copy()
+    call = functools.partial(sums.segment_sums_of_squares, flat, np.array(starts), lengths)
+    with pytest.raises(ValueError, match=says):
+        reference(call) if kernel == "reference" else fast(call, kernel=kernel)
+    assert before.tobytes() == flat.tobytes()
+    with pytest.raises(ValueError, match="at least one array"):
+        sums.sums_of_squares([])
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

@@ -39,6 +39,7 @@ True
 """
 
 import math
+import operator
 import os
 import sys
 import threading
@@ -74,13 +75,23 @@ def enabled():
 def empty(shape, dtype):
     """An uninitialised C-contiguous array of ``shape`` and ``dtype``, as ``np.empty``; big
     ones in the memory of a dropped output when there is one of the same byte size."""
-    shape = tuple(map(int, shape)) if isinstance(shape, (tuple, list)) else (int(shape),)
-    dtype = np.dtype(dtype)
+    try:
+        shape = tuple(map(operator.index, shape if isinstance(shape, (tuple, list)) else (shape,)))
+    except TypeError:
+        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
+    if any(n < 0 for n in shape):
+        raise ValueError(f"shape must not have a negative dimension, got {shape}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy dtype, got {dtype!r}") from None
     return _empty(shape, dtype, math.prod(shape) * dtype.itemsize)
 
 
 def empty_like(x):
-    """``empty(x.shape, x.dtype)``."""
+    """``empty(x.shape, x.dtype)`` of a NumPy array ``x``."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"x must be a NumPy array, got {type(x).__name__}")
     return _empty(x.shape, x.dtype, x.nbytes)
 
 

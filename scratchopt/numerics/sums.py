@@ -206,6 +206,8 @@ def sums_of_squares(xs):
     >>> sums_of_squares([np.array([3.0, 4.0]), np.array([1.0, 2.0])]).tolist()
     [25.0, 5.0]
     """
+    if len(xs) == 0:
+        raise ValueError("xs must hold at least one array, got an empty list")
     first = xs[0]
     if sums_fast.wanted(first) and all(type(x) is np.ndarray and x.dtype == first.dtype and x.size > 1 for x in xs):
         return np.array([sums_fast.reduce_sum(np.ascontiguousarray(x), "square") for x in xs], first.dtype)
@@ -222,9 +224,28 @@ def segment_sums_of_squares(flat, starts, sizes):
     >>> segment_sums_of_squares(np.array([3.0, 4.0, 1.0, 2.0]), np.array([0, 2]), (2, 2)).tolist()
     [25.0, 5.0]
     """
-    if sums_fast.wanted(flat) and flat.ndim == 1 and flat.flags.c_contiguous:
-        return sums_fast.segment_sums(flat, np.asarray(starts, np.int64), tuple(sizes), "square")
+    starts, sizes = np.asarray(starts, np.int64), tuple(sizes)
+    _check_segments(flat, starts, _as_counts(sizes))
+    if sums_fast.wanted(flat) and flat.flags.c_contiguous:
+        return sums_fast.segment_sums(flat, starts, sizes, "square")
     return np.array([sum_of_squares(flat[a:a + n]) for a, n in zip(starts, sizes)], flat.dtype).reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _as_counts(sizes):
+    return np.array(sizes, np.int64).reshape(-1)
+
+
+def _check_segments(flat, starts, counts):
+    """ValueError unless every segment lies inside the 1-d ``flat`` (the compiled sum reads
+    where it is told: it must not be told to read outside)."""
+    if getattr(flat, "ndim", None) != 1:
+        raise ValueError(f"flat must be a 1-d array, got shape {getattr(flat, 'shape', None)}")
+    if starts.shape != counts.shape:
+        raise ValueError(f"starts and sizes must have one entry per segment, got {starts.size} and {counts.size}")
+    if counts.size and ((counts < 0).any() or (starts < 0).any() or (starts + counts > flat.size).any()):
+        raise ValueError(f"every segment must lie inside flat (size {flat.size}): starts {starts.tolist()[:8]}, "
+                         f"sizes {counts.tolist()[:8]}")
 
 
 @tf_arithmetic()
