@@ -358,12 +358,10 @@ def _kernels(packet, transform):
                     out[seg] = f(x[starts[seg]])
                 else:
                     q, first = plan[seg], leaf_first[seg]
-                    leaves = leaf_first[seg + 1] - first
+                    leaves, nodes = leaf_first[seg + 1] - first, inner[q]
                     for j in range(leaves):
                         sums[j] = leaf_sums[first + j]
-                    for j in range(inner[q]):
-                        sums[leaves + j] = (x.dtype.type(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
-                    out[seg] = sums[roots[q]]
+                    out[seg] = combine(sums[:leaves + nodes], lefts[q, :nodes], rights[q, :nodes], roots[q])
 
         return numba.njit(parallel=parallel, **options)(segment_sums)
 
@@ -412,18 +410,24 @@ def _row_plans(n, packet):
     for k, residue in enumerate(residues):
         plan_of[residue] = k
     width = max(len(p[0]) for p in plans)
-    inner = max(len(p[2]) for p in plans)
     offsets = np.zeros((len(plans), width), np.int64)
     lengths = np.zeros((len(plans), width), np.int64)
-    lefts = np.zeros((len(plans), max(inner, 1)), np.int64)
-    rights = np.zeros((len(plans), max(inner, 1)), np.int64)
-    for k, (o, c, l, r, _) in enumerate(plans):
+    for k, (o, c, _, _, _) in enumerate(plans):
         offsets[k, :len(o)], lengths[k, :len(c)] = o, c
-        lefts[k, :len(l)], rights[k, :len(r)] = l, r
     counts = np.array([len(p[0]) for p in plans], np.int64)
-    inners = np.array([len(p[2]) for p in plans], np.int64)
-    roots = np.array([p[4] for p in plans], np.int64)
-    return plan_of, offsets, lengths, counts, lefts, rights, inners, roots
+    return (plan_of, offsets, lengths, counts, *_stacked_nodes(plans))
+
+
+def _stacked_nodes(plans):
+    """The inner nodes of ``plans`` (``_plan``'s), one row each: ``(lefts, rights, inners,
+    roots)``, ``inners[k]`` the count of row k (rows padded with 0; at least one row)."""
+    rows, inner = max(len(plans), 1), max([len(p[2]) for p in plans] + [1])
+    lefts, rights = np.zeros((rows, inner), np.int64), np.zeros((rows, inner), np.int64)
+    for k, (_, _, l, r, _) in enumerate(plans):
+        lefts[k, :len(l)], rights[k, :len(r)] = l, r
+    inners = np.array([len(p[2]) for p in plans] or [0], np.int64)
+    roots = np.array([p[4] for p in plans] or [0], np.int64)
+    return lefts, rights, inners, roots
 
 
 @functools.lru_cache(maxsize=64)
@@ -443,17 +447,10 @@ def _segment_plans(sizes, packet):
             leaf_offsets += offsets.tolist()
             leaf_lengths += lengths.tolist()
         leaf_first.append(len(leaf_offsets))
-    inner = max([len(p[2]) for p in plans] + [1])
-    lefts = np.zeros((max(len(plans), 1), inner), np.int64)
-    rights = np.zeros((max(len(plans), 1), inner), np.int64)
-    for q, (_, _, l, r, _) in enumerate(plans):
-        lefts[q, :len(l)], rights[q, :len(r)] = l, r
-    inners = np.array([len(p[2]) for p in plans] or [0], np.int64)
-    roots = np.array([p[4] for p in plans] or [0], np.int64)
     width = max([len(p[0]) + len(p[2]) for p in plans] + [1])
     as_array = functools.partial(np.array, dtype=np.int64)
     return (as_array(sizes), plan, as_array(leaf_segment), as_array(leaf_offsets), as_array(leaf_lengths),
-            as_array(leaf_first), lefts, rights, inners, roots, width)
+            as_array(leaf_first), *_stacked_nodes(plans), width)
 
 
 def _packet_size(dtype):

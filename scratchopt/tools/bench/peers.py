@@ -332,7 +332,7 @@ def _torch(peer, component, data, device):
     if component.family == "optimizer":
         if component.name in _NOT_IN_TORCH:
             raise Unavailable(_NOT_IN_TORCH[component.name])
-        clipped = component.name in ("adam_global_clip", "adam_1000_global_clip")
+        clipped = "global_clipnorm" in component.optimizer[1]
         name, kwargs = _TORCH_OPTIMIZERS["adam" if component.name in ("adam_1000", "adam_global_clip",
                                                                      "adam_1000_global_clip")
                                          else component.name]
