@@ -9,14 +9,17 @@ drawn shapes, axes and dtypes, with -0.0, subnormals, inf and NaN):
 kernel              the reference it replaces
 ==================  =====================================================================
 ``tree_sum``        ``_row_sums`` of one row (``reduce_sum``): each leaf of Eigen's tree
-                    (``_eigen_tree``) in four interleaved packet accumulators, the leaves
-                    in parallel (they are independent), then the tree's ``0 + l + r``
+                    (``_eigen_tree``) in four interleaved packet accumulators (vector
+                    registers: ``_packets``), the leaves in parallel (they are
+                    independent), then the tree's ``0 + l + r``
 ``rows_sum``        ``_row_sums`` of many rows: one tree per row, rows in parallel
 ``slab_sums``       ``_slab_sums``: the four row-interleaved accumulators of a column sum,
                     the accumulators (and slabs) in parallel, and the one-by-one sums
                     only for the outputs that need them
 ``sequential_sums`` ``_sequential_sums`` of rows (``0 + x0 + x1 + ...``, rows in parallel),
                     and ``matmul.bias_add_grad``'s row-at-a-time sum over the batch
+``segment_sums``    ``segment_sums_of_squares``: the segments of a flat buffer, each a
+                    tensor of its own, every leaf of every segment in one loop
 ==================  =====================================================================
 
 ``transform`` is applied to each element as it is read (``x * x`` or ``abs(x)``): the
@@ -26,7 +29,9 @@ It is the same rounded product NumPy's ``g * g`` makes.
 Why the bits are the reference's: ``fastmath=False`` (numba then lets LLVM neither
 reorder additions nor contract a multiply and an add into an FMA), so each ``+`` is one
 IEEE-rounded addition, as in NumPy; vectorising a loop *across* independent accumulators
-does not change any accumulator's order. Flush-to-zero: the serial kernels run in the
+does not change any accumulator's order. The leaves' packet loops are LLVM IR written
+here (``_packets``): ``fadd``/``fmul`` on vectors, without fast-math flags, are the same
+IEEE operations lane by lane. Flush-to-zero: the serial kernels run in the
 calling thread, inside ``tf_arithmetic``; the parallel ones read the caller's FTZ/DAZ bits
 and set them in each worker's MXCSR for its chunk, then restore it, as the fused
 optimizer kernels do (``optimizers/engine/fused_cpu.py``, whose intrinsics they share).
@@ -90,6 +95,89 @@ def _parallel(size):
 
 
 @functools.cache
+def _packets(packet, transform):
+    """``packets(x, lo, n, acc)``, compiled: the packet part of Eigen's leaf sum of
+    ``f(x[lo:lo + n])`` (``sums._leaf_sums``), its one packet accumulator written to
+    ``acc[:packet]`` (the leaf's last ``n % packet`` elements are the caller's). In LLVM IR::
+
+        a0 = a1 = a2 = a3 = <packet x 0.0>
+        for b in range(n // (4 * packet)):    # four packet accumulators, interleaved
+            aj = aj + f(load <packet x T> at x[lo + 4 * packet * b + packet * j])   # j = 0..3
+        if n >= 4 * packet:
+            a0 = ((a0 + a1) + a2) + a3
+        for each whole packet left:           # into accumulator 0
+            a0 = a0 + f(load <packet x T>)
+        store a0 at acc
+
+    numba has no vector type: with the accumulators in an array, every addition waits
+    for a store and a load of its accumulator, and that chain sets the speed (2.2x slower
+    at 1e5 float32). Here they are vector registers. ``fadd``/``fmul`` without fast-math
+    flags are IEEE operations lane by lane, so each lane is the reference's chain of
+    roundings (``np.add.accumulate`` over its column), and nothing is contracted to FMA.
+    """
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core import types as nb
+    from numba.extending import intrinsic
+
+    def fabs(module, vector):  # llvm.fabs.v8f32 / .v4f64: clears each lane's sign bit
+        name = f"llvm.fabs.v{vector.count}f{32 if isinstance(vector.element, ir.FloatType) else 64}"
+        return module.globals.get(name) or ir.Function(module, ir.FunctionType(vector, [vector]), name)
+
+    @intrinsic
+    def packets(typingctx, x, lo, n, acc):
+        if not (isinstance(x, nb.Array) and isinstance(acc, nb.Array) and x.dtype == acc.dtype
+                and isinstance(lo, nb.Integer) and isinstance(n, nb.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+
+            def int64(value):
+                return builder.sext(value, i64) if value.type.width < 64 else value
+
+            def const(value):
+                return ir.Constant(i64, value)
+
+            vector = ir.VectorType(context.get_value_type(x.dtype), packet)
+            align = x.dtype.bitwidth // 8
+            data = context.make_array(x)(context, builder, args[0]).data
+            start = builder.gep(data, [int64(args[1])])
+            count = int64(args[2])
+
+            def read(offset):  # f of the packet at x[lo + offset]
+                v = builder.load(builder.bitcast(builder.gep(start, [offset]), vector.as_pointer()), align=align)
+                if transform == "square":
+                    return builder.fmul(v, v)
+                if transform == "abs":
+                    return builder.call(fabs(builder.module, vector), [v])
+                return v
+
+            sums = [cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * packet)) for _ in range(4)]
+            blocks = builder.sdiv(count, const(4 * packet))
+            with cgutils.for_range(builder, blocks) as loop:
+                first = builder.mul(loop.index, const(4 * packet))
+                for j, total in enumerate(sums):
+                    builder.store(builder.fadd(builder.load(total), read(builder.add(first, const(j * packet)))), total)
+            with builder.if_then(builder.icmp_signed(">", blocks, const(0))):
+                a0, a1, a2, a3 = (builder.load(total) for total in sums)
+                builder.store(builder.fadd(builder.fadd(builder.fadd(a0, a1), a2), a3), sums[0])
+            done = builder.mul(blocks, const(4 * packet))
+            left = builder.sdiv(builder.sub(count, done), const(packet))
+            with cgutils.for_range(builder, left) as loop:
+                offset = builder.add(done, builder.mul(loop.index, const(packet)))
+                builder.store(builder.fadd(builder.load(sums[0]), read(offset)), sums[0])
+            out = context.make_array(acc)(context, builder, args[3]).data
+            builder.store(builder.load(sums[0]), builder.bitcast(out, vector.as_pointer()), align=align)
+            return context.get_dummy_value()
+
+        return nb.none(x, lo, n, acc), codegen
+
+    return packets
+
+
+
+@functools.cache
 def _kernels(packet, transform):
     """The compiled kernels for packets of ``packet`` elements, each element read through
     ``transform``. numba freezes the closure's constants into the code."""
@@ -99,7 +187,6 @@ def _kernels(packet, transform):
 
     options = {"fastmath": False, "error_model": "numpy", "nogil": True}
     P = packet
-    P4 = 4 * packet
     FTZ_DAZ = np.uint32(fpenv.FTZ_DAZ)
     if _X86:
         intrinsics = _mxcsr_intrinsics()
@@ -149,42 +236,23 @@ def _kernels(packet, transform):
         def hsum(a):
             return (a[0] + a[2]) + (a[1] + a[3])
 
-    @numba.njit(**options)
-    def leaf(x, lo, n, acc, p, p4):
-        """``sums._leaf_sums`` of ``f(x[lo:lo + n])``; ``acc`` is scratch of 4 * p elements."""
-        return leaf_of(x[lo:lo + n], n, acc, p, p4)
+    packets = _packets(P, transform)
 
     @numba.njit(**options)
-    def leaf_of(y, n, acc, p, p4):
-        """The leaf sum of ``f(y[:n])``: ``leaf`` of an array that starts where the leaf does
-        (a row of its own: the caller saves the slice, half the time of a 100-element leaf).
-
-        ``p`` (the packet) and ``p4`` (4 * p) come in as run-time values on purpose: with
-        a constant trip count LLVM unrolls the lane loops into scalar adds (numba leaves
-        its SLP vectoriser off), and ``p4`` computed here as ``4 * p`` halves the speed;
-        passed in, the lane loops are vectorised, each lane still its own chain of
-        additions in order. Indices run from 0: numba knows them >= 0 and adds no
-        wraparound (which would keep LLVM from vectorising: 3x slower).
-        """
-        for l in range(p4):
-            acc[l] = 0
-        blocks = n // p4
-        for b in range(blocks):  # four packet accumulators, interleaved
-            base = b * p4
-            for l in range(p4):
-                acc[l] += f(y[base + l])
-        if blocks > 0:
-            for l in range(p):
-                acc[l] = ((acc[l] + acc[p + l]) + acc[2 * p + l]) + acc[3 * p + l]
-        done = blocks * p4
-        for b in range((n - done) // p):  # the remaining whole packets into accumulator 0
-            base = done + b * p
-            for l in range(p):
-                acc[l] += f(y[base + l])
-        tail = y.dtype.type(0)
-        for j in range((n // p) * p, n):  # the last < P elements, one by one
-            tail += f(y[j])
+    def leaf(x, lo, n, acc):
+        """``sums._leaf_sums`` of ``f(x[lo:lo + n])``: the packets in vector registers
+        (``packets``, into ``acc``, scratch of ``P`` elements), then the last ``n % P``
+        elements one by one, then Eigen's horizontal add of the packet."""
+        packets(x, lo, n, acc)
+        tail = x.dtype.type(0)
+        for j in range(lo + (n // P) * P, lo + n):
+            tail += f(x[j])
         return tail + hsum(acc)
+
+    @numba.njit(**options)
+    def leaf_of(y, n, acc):
+        """The leaf sum of ``f(y[:n])`` (a row of its own)."""
+        return leaf(y, 0, n, acc)
 
     @numba.njit(**options)
     def combine(sums, lefts, rights, root):
@@ -195,13 +263,13 @@ def _kernels(packet, transform):
         return sums[root]
 
     @numba.njit(**options)
-    def tree_serial(x, start, offsets, lengths, lefts, rights, root, sums, acc, p, p4):
+    def tree_serial(x, start, offsets, lengths, lefts, rights, root, sums, acc):
         for k in range(offsets.size):
-            sums[k] = leaf(x, start + offsets[k], lengths[k], acc, p, p4)
+            sums[k] = leaf(x, start + offsets[k], lengths[k], acc)
         return combine(sums, lefts, rights, root)
 
     @numba.njit(parallel=True, **options)
-    def tree_parallel(x, offsets, lengths, lefts, rights, root, chunks, p, p4):
+    def tree_parallel(x, offsets, lengths, lefts, rights, root, chunks):
         """One row's tree, its leaves in ``chunks`` parallel chunks."""
         count = offsets.size
         sums = np.empty(count + lefts.size, x.dtype)
@@ -209,29 +277,29 @@ def _kernels(packet, transform):
         per = (count + chunks - 1) // chunks
         for c in numba.prange(chunks):
             saved = enter_worker(mode)
-            acc = np.empty(P4, x.dtype)
+            acc = np.empty(P, x.dtype)
             for k in range(c * per, min(count, (c + 1) * per)):
-                sums[k] = leaf(x, offsets[k], lengths[k], acc, p, p4)
+                sums[k] = leaf(x, offsets[k], lengths[k], acc)
             set_mxcsr(saved)
         return combine(sums, lefts, rights, root)
 
     def rows_kernel(parallel):
         loop = numba.prange if parallel else range
 
-        def rows_sum(x, n, plan_of, offsets, lengths, counts, lefts, rights, inner, roots, out, chunks, p, p4):
+        def rows_sum(x, n, plan_of, offsets, lengths, counts, lefts, rights, inner, roots, out, chunks):
             """Row r of ``x`` (flat, rows of n) as a tree: plan ``plan_of[(r * n) % P]``."""
             rows = out.size
             mode = get_mxcsr() & FTZ_DAZ
             per = (rows + chunks - 1) // chunks
             for c in loop(chunks):
                 saved = enter_worker(mode)
-                acc = np.empty(P4, x.dtype)
+                acc = np.empty(P, x.dtype)
                 sums = np.empty(offsets.shape[1] + lefts.shape[1], x.dtype)
                 for r in range(c * per, min(rows, (c + 1) * per)):
                     q = plan_of[(r * n) % P]
                     k = counts[q]
                     for j in range(k):
-                        sums[j] = leaf(x, r * n + offsets[q, j], lengths[q, j], acc, p, p4)
+                        sums[j] = leaf(x, r * n + offsets[q, j], lengths[q, j], acc)
                     m = inner[q]
                     for j in range(m):
                         sums[k + j] = (x.dtype.type(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
@@ -334,7 +402,7 @@ def _kernels(packet, transform):
         loop = numba.prange if parallel else range
 
         def segment_sums(x, starts, sizes, plan, leaf_segment, leaf_offsets, leaf_lengths, leaf_first, lefts, rights,
-                         inner, roots, width, out, chunks, p, p4):
+                         inner, roots, width, out, chunks):
             """Segment s of flat ``x`` (``sizes[s]`` elements from ``starts[s]``) as a tensor of
             its own: Eigen's tree (plan ``plan[s]``). Every leaf of every segment first, the
             leaves in ``chunks`` chunks (balanced: a leaf is at most a few thousand elements);
@@ -345,10 +413,10 @@ def _kernels(packet, transform):
             per = (count + chunks - 1) // chunks
             for c in loop(chunks):
                 saved = enter_worker(mode)
-                acc = np.empty(P4, x.dtype)
+                acc = np.empty(P, x.dtype)
                 for k in range(c * per, min(count, (c + 1) * per)):
                     start = starts[leaf_segment[k]] + leaf_offsets[k]
-                    leaf_sums[k] = leaf(x, start, leaf_lengths[k], acc, p, p4)
+                    leaf_sums[k] = leaf(x, start, leaf_lengths[k], acc)
                 set_mxcsr(saved)
             sums = np.empty(width, x.dtype)
             for seg in range(sizes.size):
@@ -359,6 +427,9 @@ def _kernels(packet, transform):
                 else:
                     q, first = plan[seg], leaf_first[seg]
                     leaves, nodes = leaf_first[seg + 1] - first, inner[q]
+                    if leaves == 1:  # the tree is its one leaf
+                        out[seg] = leaf_sums[first]
+                        continue
                     for j in range(leaves):
                         sums[j] = leaf_sums[first + j]
                     out[seg] = combine(sums[:leaves + nodes], lefts[q, :nodes], rights[q, :nodes], roots[q])
@@ -458,9 +529,11 @@ def _packet_size(dtype):
 
 
 def _chunks(size, parts):
+    if not _parallel(size):
+        return 1
     from ..optimizers.engine import fused_cpu
 
-    return max(1, min(parts, fused_cpu._threads() * 4)) if _parallel(size) else 1
+    return max(1, min(parts, fused_cpu._threads() * 4))
 
 
 # --- the entry points (sums.py calls these) ----------------------------------------------------
@@ -474,10 +547,10 @@ def reduce_sum(x, transform="none"):
     offsets, lengths, lefts, rights, root = _plan(0, flat.size, packet)
     chunks = _chunks(flat.size, offsets.size)
     if chunks > 1:
-        return kernels["tree_parallel"](flat, offsets, lengths, lefts, rights, root, chunks, packet, 4 * packet)
+        return kernels["tree_parallel"](flat, offsets, lengths, lefts, rights, root, chunks)
     sums = np.empty(offsets.size + lefts.size, x.dtype)
-    acc = np.empty(4 * packet, x.dtype)
-    return kernels["tree_serial"](flat, 0, offsets, lengths, lefts, rights, root, sums, acc, packet, 4 * packet)
+    acc = np.empty(packet, x.dtype)
+    return kernels["tree_serial"](flat, 0, offsets, lengths, lefts, rights, root, sums, acc)
 
 
 def row_sums(rows, transform="none"):
@@ -492,7 +565,7 @@ def row_sums(rows, transform="none"):
     packet = _packet_size(rows.dtype)
     plans = _row_plans(n, packet)
     chunks = _chunks(rows.size, k)
-    _kernels(packet, transform)["rows"][chunks > 1](rows.reshape(-1), n, *plans, out, chunks, packet, 4 * packet)
+    _kernels(packet, transform)["rows"][chunks > 1](rows.reshape(-1), n, *plans, out, chunks)
     return out
 
 
@@ -504,7 +577,7 @@ def segment_sums(flat, starts, sizes, transform="none"):
     plans = _segment_plans(sizes, packet)
     out = np.empty(len(sizes), flat.dtype)
     chunks = _chunks(flat.size, max(1, plans[3].size))
-    _kernels(packet, transform)["segments"][chunks > 1](flat, starts, *plans, out, chunks, packet, 4 * packet)
+    _kernels(packet, transform)["segments"][chunks > 1](flat, starts, *plans, out, chunks)
     return out
 
 

@@ -253,7 +253,7 @@ def _kernels(packet):
     # interleaved per row, the leaf sums ran 3x slower.
 
     @numba.njit(**options)
-    def tree_sums(src, src_first, first, count, plans, out, sums, acc, p, p4):
+    def tree_sums(src, src_first, first, count, plans, out, sums, acc):
         """``out[k]`` = Eigen's tree sum of ``src[src_first + k]``, the flat array's row
         ``first + k`` (which decides the tree's plan), for k < ``count``."""
         plan_of, offsets, lengths, counts, lefts, rights, inner, roots = plans
@@ -263,10 +263,10 @@ def _kernels(packet):
             row = src[src_first + k]
             n = counts[q]
             if n == 1 and offsets[q, 0] == 0 and lengths[q, 0] == m:  # one leaf: the whole row
-                out[k] = leaf_of(row, m, acc, p, p4)
+                out[k] = leaf_of(row, m, acc)
                 continue
             for j in range(n):
-                sums[j] = leaf(row, offsets[q, j], lengths[q, j], acc, p, p4)
+                sums[j] = leaf(row, offsets[q, j], lengths[q, j], acc)
             for j in range(inner[q]):
                 sums[n + j] = (T(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
             out[k] = sums[roots[q]]
@@ -274,7 +274,7 @@ def _kernels(packet):
     def ln_forward(parallel):
         loop = numba.prange if parallel else range
 
-        def kernel(x, gamma, beta, eps, plans, y, kept, mean, r, bounds, block, width, p, p4):
+        def kernel(x, gamma, beta, eps, plans, y, kept, mean, r, bounds, block, width):
             """Per row: mean, variance, r = 1 / sqrt(var + eps), then
             ``inv = r * gamma; y = x * inv + ((-mean) * inv + beta)``."""
             m = x.shape[1]
@@ -285,17 +285,17 @@ def _kernels(packet):
                 v = np.empty((block, m), x.dtype)
                 s = np.empty(block, x.dtype)
                 sums = np.empty(width, x.dtype)
-                acc = np.empty(4 * P, x.dtype)
+                acc = np.empty(P, x.dtype)
                 for lo in range(bounds[k], bounds[k + 1], block):
                     n = min(block, bounds[k + 1] - lo)
-                    tree_sums(x, lo, lo, n, plans, s, sums, acc, p, p4)
+                    tree_sums(x, lo, lo, n, plans, s, sums, acc)
                     for b in range(n):
                         mu = s[b] / count
                         mean[lo + b] = mu
                         for j in range(m):
                             d = x[lo + b, j] - mu
                             v[b, j] = d * d
-                    tree_sums(v, 0, lo, n, plans, s, sums, acc, p, p4)
+                    tree_sums(v, 0, lo, n, plans, s, sums, acc)
                     for b in range(n):
                         i = lo + b
                         ri = T(1) / np.sqrt(s[b] / count + eps)
@@ -321,7 +321,7 @@ def _kernels(packet):
     def ln_dx(parallel):
         loop = numba.prange if parallel else range
 
-        def kernel(x, dy, gamma, mean, r, plans, packed_rows, dx, bounds, block, width, p, p4):
+        def kernel(x, dy, gamma, mean, r, plans, packed_rows, dx, bounds, block, width):
             """Every row's dx, the rows split into chunks. Per block of rows: the two row
             sums (of ``dy * inv`` and of ``dinv * gamma``), then the dx line."""
             m = x.shape[1]
@@ -332,7 +332,7 @@ def _kernels(packet):
                 u, v = np.empty((block, m), x.dtype), np.empty((block, m), x.dtype)
                 su, sv = np.empty(block, x.dtype), np.empty(block, x.dtype)
                 sums = np.empty(width, x.dtype)
-                acc = np.empty(4 * P, x.dtype)
+                acc = np.empty(P, x.dtype)
                 for lo in range(bounds[k], bounds[k + 1], block):
                     n = min(block, bounds[k + 1] - lo)
                     for b in range(n):
@@ -343,8 +343,8 @@ def _kernels(packet):
                             dinv = x[i, j] * dy[i, j] + neg * dy[i, j]
                             u[b, j] = dy[i, j] * inv  # d(-mean), summed over the row
                             v[b, j] = dinv * gamma[j]  # dr, summed over the row
-                    tree_sums(u, 0, lo, n, plans, su, sums, acc, p, p4)
-                    tree_sums(v, 0, lo, n, plans, sv, sums, acc, p, p4)
+                    tree_sums(u, 0, lo, n, plans, su, sums, acc)
+                    tree_sums(v, 0, lo, n, plans, sv, sums, acc)
                     for b in range(n):
                         i = lo + b
                         ri, mu = r[i], mean[i]
@@ -476,8 +476,7 @@ def layer_forward(x, gamma, beta, eps, reuse=None):
     parallel = _parallel(x.size)
     bounds = _row_bounds(count, parallel)
     _kernels(packet)["ln_forward"][parallel](rows, gamma.reshape(-1), beta.reshape(-1), x.dtype.type(eps), plans,
-                                             _as_rows(y), _as_rows(kept), mean, r, bounds, _block(m), width,
-                                             packet, 4 * packet)
+                                             _as_rows(y), _as_rows(kept), mean, r, bounds, _block(m), width)
     return y, kept, mean, r
 
 
@@ -492,7 +491,6 @@ def layer_backward(x, dy, gamma, mean, r):
     dx = memory.empty_like(x)
     parallel = _parallel(x.size)
     _kernels(packet)["ln_dx"][parallel](rows, dy, gamma.reshape(-1), mean, r, plans, count - count % packet,
-                                        _as_rows(dx), _row_bounds(count, parallel), _block(m), width, packet,
-                                        4 * packet)
+                                        _as_rows(dx), _row_bounds(count, parallel), _block(m), width)
     dbeta, dgamma = _column_sums(rows, dy, mean, 3, r)
     return dx, dgamma, dbeta
