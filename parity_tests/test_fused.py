@@ -28,8 +28,7 @@ from hypothesis import strategies as st
 from optimizer_info import INFOS
 from strategies import DTYPES, common_options, learning_rates, runs, to_kwargs
 
-from scratchopt.numerics import FTZ_SUPPORTED, flush_denormals
-from scratchopt.numerics.sums import sum_of_squares
+from scratchopt.numerics import FTZ_SUPPORTED, flush_denormals, tf_arithmetic
 from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, base, clipping, engine, sgd
 from scratchopt.optimizers.engine import fused_cpu as fused
 from scratchopt.tools.parity import same_bits
@@ -495,9 +494,10 @@ def test_packing_keeps_per_tensor_clipping_and_decay_exclusions(make, clip, back
                                              (SGD, {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.1})],
                          ids=["Adam", "SGD"])
 def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype):
-    """``global_clipnorm`` over a packed buffer's own gradients (``packed_gradients()``): every
-    param's squared norm in one compiled call (``segment_sums_of_squares``), and the bits of
-    the unpacked NumPy steps; a step with NaN and inf included."""
+    """``global_clipnorm`` over a packed buffer's own gradients (``packed_gradients()``): the
+    scale in one compiled call a step (``clipping_fast.global_scale``, every param a
+    segment, in order), the reference's scale of the step's gradients, and the bits of the
+    unpacked NumPy steps; a step with NaN and inf included."""
     rng = np.random.default_rng(6)
     shapes = [(7, 3), (3,), (), (100, 30), (1,), (20_000,), (0,), (4, 1, 5), (33,), (9, 9), (2,), (1000,), (5,)]
     scale = [1.0, 1e-3, 50.0, 1.0, 1e3, 0.1, 1.0, 3.0, 2.0, 1.0, 7.0, 0.3, 1.0]  # norms of many sizes
@@ -506,40 +506,70 @@ def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype)
               for p, c in zip(params, scale)] for k in range(4)]
     kwargs = {**kwargs, "global_clipnorm": 0.7}
     reference = trajectory(cls, kwargs, params, steps, backend="numpy")
-    norms, original = [], clipping.global_scale
+    returned, original = [], base.clipping_fast.global_scale
 
-    def recorded(grads, clip, squared_norms=None):
-        norms.append(squared_norms)
-        return original(grads, clip, squared_norms)
+    def recorded(*args):
+        returned.append(original(*args))
+        return returned[-1]
 
-    with mock.patch.object(clipping, "global_scale", recorded), \
-            mock.patch.object(base, "segment_sums_of_squares", wraps=base.segment_sums_of_squares) as spy:
+    with mock.patch.object(base.clipping_fast, "global_scale", side_effect=recorded) as spy:
         ours = trajectory(cls, kwargs, params, steps, pack=True, in_place=True)
     assert_same_runs(reference, ours, "packed gradients")
-    assert spy.call_count == len(norms) == len(steps)  # one call a step: each param's norm, in order
-    for got, grads in zip(norms, steps):
-        assert same_bits(got, np.array([sum_of_squares(g) for g in grads], dtype))
+    assert spy.call_count == len(steps)  # one call a step
+    for call, scale, grads in zip(spy.call_args_list, returned, steps):
+        assert call.args[2] == tuple(g.size for g in grads) and call.args[3] == 0.7
+        with tf_arithmetic():
+            assert same_bits(scale, clipping.global_scale(grads, 0.7))
 
 
-def test_the_one_call_global_norm_takes_only_a_numpy_buffers_own_views():
-    """Another buffer type (CuPy's, or here an ndarray subclass), other gradients, or two
-    buffers: the per-gradient global norm (``_packed_squared_norms`` says None)."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
+    """One gradient, not packed: the same one call (its own segment), and the bits of the
+    NumPy steps, NaN and inf included; a gradient of another dtype than its param, or a
+    strided one, takes the per-gradient path, with the same bits."""
+    rng = np.random.default_rng(8)
+    param = mixed(rng, 3000, dtype).reshape(30, 100)
+    steps = [[(mixed(rng, param.size, dtype, nonfinite=k == 2) * c).astype(dtype).reshape(param.shape)]
+             for k, c in enumerate([1e-3, 1.0, 50.0, 0.2])]
+    kwargs = {"learning_rate": 0.01, "global_clipnorm": 0.7}
+    reference = trajectory(Adam, kwargs, [param], steps, backend="numpy")
+    with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:
+        assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "one gradient")
+    assert spy.call_count == len(steps)
+    other = np.float64 if dtype == np.float32 else np.float32
+    for variant in ([[g.astype(other)] for [g] in steps], [[np.asfortranarray(g)] for [g] in steps]):
+        with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:
+            assert_same_runs(trajectory(Adam, kwargs, [param], variant, backend="numpy"),
+                             trajectory(Adam, kwargs, [param], variant), "per-gradient path")
+        assert spy.call_count == 0
+
+
+def test_the_one_call_global_norm_takes_only_a_numpy_buffers_own_gradients():
+    """Another buffer type (CuPy's, or here an ndarray subclass), other gradients, two
+    buffers, or two gradients not packed: no one-call buffer (``_one_buffer`` says None)."""
     opt = Adam(0.1, global_clipnorm=1.0)
     params = opt.pack([np.ones(3, np.float32), np.ones((2, 2), np.float32)])
     grads = opt.packed_gradients()
-    assert opt._packed_squared_norms(grads).tolist() == [0.0, 0.0]
-    assert opt._packed_squared_norms([g.copy() for g in grads]) is None
-    assert opt._packed_squared_norms(grads[::-1]) is None and opt._packed_squared_norms(grads[:1]) is None
+    flat, starts, sizes = opt._one_buffer(grads, [0, 1], True)
+    assert flat is opt._packs[0].grad and starts.tolist() == [0, 3] and sizes == (3, 4)
+    assert opt._one_buffer([g.copy() for g in grads], [0, 1], False) is None
 
     class Other(np.ndarray):
         pass
 
     opt._packs[0].grad = opt._packs[0].grad.view(Other)
-    assert opt._packed_squared_norms(grads) is None
+    assert opt._one_buffer(grads, [0, 1], True) is None
     two = Adam(0.1, global_clipnorm=1.0)
     two.pack([np.ones(3, np.float32), np.ones(2)])
-    assert two._packed_squared_norms(two.packed_gradients()) is None
+    assert two._one_buffer(two.packed_gradients(), [0, 1], True) is None
     assert params[0].base is not None
+    one = Adam(0.1, global_clipnorm=1.0)
+    one.build([np.ones((2, 3), np.float32)])
+    assert one._one_buffer([np.ones((2, 3), np.float32)], [0], False)[2] == (6,)
+    others = (np.ones((2, 3)), np.ones((3, 2), np.float32).T, np.ones((2, 3), np.float16),
+              np.ones((2, 3), np.float32).view(Other))  # dtype, layout, half, type
+    for g in others:
+        assert one._one_buffer([g], [0], False) is None
 
 
 def test_a_packed_step_runs_the_rule_once_per_dtype():

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from scratchopt.numerics import sums, sums_fast, tf_arithmetic
 from scratchopt.numerics.matmul import bias_add_grad
+from scratchopt.optimizers import clipping, clipping_fast
 
 pytestmark = pytest.mark.skipif(not sums_fast.available(), reason="numba is not installed: no fast path")
 
@@ -119,6 +120,49 @@ def test_sums_of_squares_of_a_list_are_each_ones_sum(kernel, dtype, data):
     ours = fast(sums.sums_of_squares, xs, kernel=kernel)
     assert_same_bits(ours, np.array([fast(sums.sum_of_squares, x, kernel=kernel) for x in xs], dtype))
     assert_same_bits(ours, reference(sums.sums_of_squares, xs))
+
+
+def segment_scales(flat, starts, lengths, clip, kernel):
+    """``(ours, reference)``: ``clipping_fast.global_scale`` of the segments, and
+    ``clipping.global_scale`` of them as a list of gradients on the NumPy path, both inside
+    ``tf_arithmetic`` (as in a step)."""
+    grads = [flat[a:a + n] for a, n in zip(starts, lengths)]
+    with tf_arithmetic():
+        ours = fast(clipping_fast.global_scale, flat, np.asarray(starts, np.int64), tuple(lengths), clip,
+                    kernel=kernel)
+        return ours, reference(clipping.global_scale, grads, clip)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@settings(max_examples=scaled(60), deadline=None)
+@given(dtype=st.sampled_from(DTYPES), data=st.data())
+def test_a_buffers_global_scale_in_one_call_is_the_references(kernel, dtype, data):
+    """``global_clipnorm``'s factor for one buffer in one compiled call: the bits of
+    ``clipping.global_scale`` of its segments as a list (the NumPy lines), one segment or
+    several (0, 1 and many elements), clip values on both sides of the norm, and the NaN
+    of an infinite or NaN norm."""
+    lengths = data.draw(st.lists(st.one_of(st.integers(0, 3), sizes(dtype)), min_size=1, max_size=6))
+    gaps = data.draw(st.lists(st.integers(0, 9), min_size=len(lengths), max_size=len(lengths)))
+    starts = np.cumsum([0] + [n + gap for n, gap in zip(lengths, gaps)])[:-1] + gaps[0]
+    flat = data.draw(values((int(starts[-1]) + lengths[-1] + 3,), dtype))
+    clip = data.draw(st.sampled_from([1.0, 0.7, 1e-3, 3.3e4, 1e30, 1e-30, 5]))
+    ours, expected = segment_scales(flat, starts, lengths, clip, kernel)
+    assert_same_bits(ours, expected)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_a_buffers_global_scale_over_many_segments(kernel, dtype):
+    """More segments than one leaf of the sum over their squared norms holds (20,000 > 8192
+    float32 values: that sum is a tree of leaves too), a thousand, and one: the
+    reference's bits, on gradients that need clipping and gradients that do not."""
+    rng = np.random.default_rng(9)
+    for count, length in [(20_000, 3), (1000, 100), (1, 100_003)]:
+        flat = rng.standard_normal(count * length).astype(dtype)
+        starts = np.arange(count, dtype=np.int64) * length
+        for clip in (0.5, 1e6):
+            ours, expected = segment_scales(flat, starts, (length,) * count, clip, kernel)
+            assert_same_bits(ours, expected)
 
 
 @pytest.mark.parametrize(("flat", "starts", "lengths", "says"), [

@@ -48,12 +48,12 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..numerics import as_dtype, keras_cast, tf_arithmetic, through_float32
-from ..numerics.sums import segment_sums_of_squares
-from . import clipping, copies, engine, validation
+from . import clipping, clipping_fast, copies, engine, validation
 from .engine import packing
 from .learning_rate import LearningRate
 
 _DTYPE = operator.attrgetter("dtype")
+_FIRST = np.zeros(1, np.int64)  # the start of a gradient that is one segment of its own
 
 #: Keras's arguments common to every optimizer, in Keras's order, with its defaults.
 COMMON_ARGUMENTS = {
@@ -527,7 +527,7 @@ class Optimizer(checks.Configurable):
         Norm clipping on the fused path is not a pass of its own: its factors are computed
         (the norms need their own read of the gradients) and handed to the rule's kernel,
         which scales each gradient element as it reads it (``_clip_in_the_rule``)."""
-        prescales = self._clip_in_the_rule(grads, indices, fused)
+        prescales = self._clip_in_the_rule(grads, indices, fused, ours)
         clipped = grads if prescales else self._clip(grads, fused)
         ours = ours and clipped is grads
         triples, decaying = self._triples(clipped, indices, ours)
@@ -542,7 +542,7 @@ class Optimizer(checks.Configurable):
             else:
                 self.run_rule(g, var, slots, scalars[dtype], fused)
 
-    def _clip_in_the_rule(self, grads, indices, fused):
+    def _clip_in_the_rule(self, grads, indices, fused, ours):
         """Per triple of ``_triples``, the clipping factors the rule's kernel applies as it
         reads the gradient (``engine.run(..., prescale=...)``); None to clip first.
 
@@ -550,7 +550,8 @@ class Optimizer(checks.Configurable):
         the fused path, for a rule the engine runs (not ``per_tensor``, no own
         ``run_rule``), each gradient already of its param's dtype (Keras clips before the
         cast). ``clipnorm`` needs one tensor per triple (no packed buffers); a global
-        scale is one number for every triple.
+        scale is one number for every triple: for the gradients of one buffer, one
+        compiled call (``clipping_fast``).
         """
         if not fused or self.per_tensor or type(self).run_rule is not Optimizer.run_rule:
             return None
@@ -558,9 +559,9 @@ class Optimizer(checks.Configurable):
         by_global = not by_norm and bool(self.global_clipnorm and self.global_clipnorm > 0)
         if not (by_norm or by_global) or (by_norm and self._packs):
             return None
-        squared = self._packed_squared_norms(grads) if by_global else None
-        if squared is not None:  # this optimizer's packed gradients: checked when it made them
-            return [(clipping.global_scale(grads, self.global_clipnorm, squared),)] * len(grads)
+        buffer = self._one_buffer(grads, indices, ours) if by_global else None
+        if buffer is not None:
+            return [(clipping_fast.global_scale(*buffer, self.global_clipnorm),)] * len(grads)
         if any(g.dtype != self._params[i].dtype or not isinstance(g, np.ndarray)
                for g, i in zip(grads, indices)):
             return None
@@ -572,18 +573,20 @@ class Optimizer(checks.Configurable):
             return None
         return [(scale,)] * len(grads)  # a packed buffer is one triple of several gradients
 
-    def _packed_squared_norms(self, grads):
-        """Each gradient's sum of squares, in one compiled call, when ``grads`` are one packed
-        buffer's ``packed_gradients()`` in buffer order (the same bits as one call each:
-        ``segment_sums_of_squares``); else None."""
-        if len(self._packs) != 1 or self._packs[0].grad_views is None:
-            return None
-        pack = self._packs[0]
-        if (type(pack.grad) is not np.ndarray or pack.grad.dtype not in (np.float32, np.float64)  # CuPy: clip first
-                or len(grads) != len(pack.grad_views)
-                or not all(map(operator.is_, grads, pack.grad_views))):
-            return None
-        return segment_sums_of_squares(pack.grad, *pack.segments)
+    def _one_buffer(self, grads, indices, ours):
+        """``(flat, starts, sizes)`` for ``clipping_fast.global_scale`` when the gradients
+        are one buffer it takes (``clipping_fast.wanted``): this optimizer's own
+        ``packed_gradients()`` of one packed buffer (its params in order: the buffer's), or
+        one whole gradient of its param's dtype; else None. Checked already: by ``apply``,
+        or when the buffer was made."""
+        if ours:
+            pack = self._packs[0] if len(self._packs) == 1 else None
+            return (pack.grad, *pack.segments) if pack and clipping_fast.wanted(pack.grad) else None
+        if len(grads) == 1 and type(grads[0]) is np.ndarray and grads[0].flags.c_contiguous:
+            flat = grads[0].reshape(-1)
+            if flat.dtype == self._params[indices[0]].dtype and clipping_fast.wanted(flat):
+                return flat, _FIRST, (flat.size,)
+        return None
 
     def _decay(self, decaying, lr, fused):
         """Weight decay on the weights ``decaying``, before the rule (Muon decays by two rates)."""
