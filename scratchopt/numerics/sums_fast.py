@@ -96,9 +96,11 @@ def _parallel(size):
 
 @functools.cache
 def _packets(packet, transform):
-    """``packets(x, lo, n, acc)``, compiled: the packet part of Eigen's leaf sum of
-    ``f(x[lo:lo + n])`` (``sums._leaf_sums``), its one packet accumulator written to
-    ``acc[:packet]`` (the leaf's last ``n % packet`` elements are the caller's). In LLVM IR::
+    """``(packets, packet_pair)``, compiled: the packet part of Eigen's leaf sum
+    (``sums._leaf_sums``) of ``f(x[lo:lo + n])``, its one packet accumulator written to
+    ``acc[:packet]`` (the leaf's last ``n % packet`` elements are the caller's); and of two
+    leaves at once, ``packet_pair(x, lo_a, n_a, lo_b, n_b, acc)``, into ``acc[:packet]``
+    and ``acc[packet:2 * packet]``. For each leaf, in LLVM IR::
 
         a0 = a1 = a2 = a3 = <packet x 0.0>
         for b in range(n // (4 * packet)):    # four packet accumulators, interleaved
@@ -114,6 +116,10 @@ def _packets(packet, transform):
     at 1e5 float32). Here they are vector registers. ``fadd``/``fmul`` without fast-math
     flags are IEEE operations lane by lane, so each lane is the reference's chain of
     roundings (``np.add.accumulate`` over its column), and nothing is contracted to FMA.
+
+    A pair's blocks go side by side, as long as both have blocks (then each finishes
+    alone): eight independent chains of additions instead of four, and two streams
+    from memory instead of one. Leaves are independent, so each keeps its own order.
     """
     from llvmlite import ir
     from numba.core import cgutils
@@ -124,41 +130,47 @@ def _packets(packet, transform):
         name = f"llvm.fabs.v{vector.count}f{32 if isinstance(vector.element, ir.FloatType) else 64}"
         return module.globals.get(name) or ir.Function(module, ir.FunctionType(vector, [vector]), name)
 
-    @intrinsic
-    def packets(typingctx, x, lo, n, acc):
-        if not (isinstance(x, nb.Array) and isinstance(acc, nb.Array) and x.dtype == acc.dtype
-                and isinstance(lo, nb.Integer) and isinstance(n, nb.Integer)):
-            return None
+    def leaves_packets(context, builder, x, args, acc):
+        """The IR of the docstring's loop for the leaves ``args[1:-1]`` = (lo, n, lo, n...)."""
+        i64 = ir.IntType(64)
 
-        def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
+        def int64(value):
+            return builder.sext(value, i64) if value.type.width < 64 else value
 
-            def int64(value):
-                return builder.sext(value, i64) if value.type.width < 64 else value
+        def const(value):
+            return ir.Constant(i64, value)
 
-            def const(value):
-                return ir.Constant(i64, value)
+        vector = ir.VectorType(context.get_value_type(x.dtype), packet)
+        align = x.dtype.bitwidth // 8
+        data = context.make_array(x)(context, builder, args[0]).data
+        leaves = [(builder.gep(data, [int64(lo)]), int64(n)) for lo, n in zip(args[1:-1:2], args[2:-1:2])]
 
-            vector = ir.VectorType(context.get_value_type(x.dtype), packet)
-            align = x.dtype.bitwidth // 8
-            data = context.make_array(x)(context, builder, args[0]).data
-            start = builder.gep(data, [int64(args[1])])
-            count = int64(args[2])
+        def read(start, offset):  # f of the packet at start[offset]
+            v = builder.load(builder.bitcast(builder.gep(start, [offset]), vector.as_pointer()), align=align)
+            if transform == "square":
+                return builder.fmul(v, v)
+            if transform == "abs":
+                return builder.call(fabs(builder.module, vector), [v])
+            return v
 
-            def read(offset):  # f of the packet at x[lo + offset]
-                v = builder.load(builder.bitcast(builder.gep(start, [offset]), vector.as_pointer()), align=align)
-                if transform == "square":
-                    return builder.fmul(v, v)
-                if transform == "abs":
-                    return builder.call(fabs(builder.module, vector), [v])
-                return v
-
-            sums = [cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * packet)) for _ in range(4)]
-            blocks = builder.sdiv(count, const(4 * packet))
-            with cgutils.for_range(builder, blocks) as loop:
-                first = builder.mul(loop.index, const(4 * packet))
+        def add_blocks(block, which):  # block ``block`` of four packets into each leaf of ``which``
+            first = builder.mul(block, const(4 * packet))
+            for (start, _), sums, _ in which:
                 for j, total in enumerate(sums):
-                    builder.store(builder.fadd(builder.load(total), read(builder.add(first, const(j * packet)))), total)
+                    packet_j = read(start, builder.add(first, const(j * packet)))
+                    builder.store(builder.fadd(builder.load(total), packet_j), total)
+
+        state = [(leaf, [cgutils.alloca_once_value(builder, ir.Constant(vector, [0.0] * packet)) for _ in range(4)],
+                  builder.sdiv(leaf[1], const(4 * packet))) for leaf in leaves]
+        common = state[0][2]
+        for *_, blocks in state[1:]:
+            common = builder.select(builder.icmp_signed("<", blocks, common), blocks, common)
+        with cgutils.for_range(builder, common) as loop:  # side by side
+            add_blocks(loop.index, state)
+        out = context.make_array(acc)(context, builder, args[-1]).data
+        for k, ((start, count), sums, blocks) in enumerate(state):
+            with cgutils.for_range_slice(builder, common, blocks, const(1)) as (index, _):  # alone
+                add_blocks(index, [state[k]])
             with builder.if_then(builder.icmp_signed(">", blocks, const(0))):
                 a0, a1, a2, a3 = (builder.load(total) for total in sums)
                 builder.store(builder.fadd(builder.fadd(builder.fadd(a0, a1), a2), a3), sums[0])
@@ -166,14 +178,37 @@ def _packets(packet, transform):
             left = builder.sdiv(builder.sub(count, done), const(packet))
             with cgutils.for_range(builder, left) as loop:
                 offset = builder.add(done, builder.mul(loop.index, const(packet)))
-                builder.store(builder.fadd(builder.load(sums[0]), read(offset)), sums[0])
-            out = context.make_array(acc)(context, builder, args[3]).data
-            builder.store(builder.load(sums[0]), builder.bitcast(out, vector.as_pointer()), align=align)
+                builder.store(builder.fadd(builder.load(sums[0]), read(start, offset)), sums[0])
+            where = builder.bitcast(builder.gep(out, [const(k * packet)]), vector.as_pointer())
+            builder.store(builder.load(sums[0]), where, align=align)
+
+    def typed(x, acc, integers):
+        return (isinstance(x, nb.Array) and isinstance(acc, nb.Array) and x.dtype == acc.dtype
+                and all(isinstance(i, nb.Integer) for i in integers))
+
+    @intrinsic
+    def packets(typingctx, x, lo, n, acc):
+        if not typed(x, acc, (lo, n)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            leaves_packets(context, builder, x, args, acc)
             return context.get_dummy_value()
 
         return nb.none(x, lo, n, acc), codegen
 
-    return packets
+    @intrinsic
+    def packet_pair(typingctx, x, lo_a, n_a, lo_b, n_b, acc):
+        if not typed(x, acc, (lo_a, n_a, lo_b, n_b)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            leaves_packets(context, builder, x, args, acc)
+            return context.get_dummy_value()
+
+        return nb.none(x, lo_a, n_a, lo_b, n_b, acc), codegen
+
+    return packets, packet_pair
 
 
 
@@ -236,23 +271,46 @@ def _kernels(packet, transform):
         def hsum(a):
             return (a[0] + a[2]) + (a[1] + a[3])
 
-    packets = _packets(P, transform)
+    packets, packet_pair = _packets(P, transform)
 
     @numba.njit(**options)
-    def leaf(x, lo, n, acc):
-        """``sums._leaf_sums`` of ``f(x[lo:lo + n])``: the packets in vector registers
-        (``packets``, into ``acc``, scratch of ``P`` elements), then the last ``n % P``
-        elements one by one, then Eigen's horizontal add of the packet."""
-        packets(x, lo, n, acc)
+    def finish(x, lo, n, a):
+        """A leaf's sum from its packet accumulator ``a[:P]``: its last ``n % P`` elements
+        one by one, plus Eigen's horizontal add of the packet."""
         tail = x.dtype.type(0)
         for j in range(lo + (n // P) * P, lo + n):
             tail += f(x[j])
-        return tail + hsum(acc)
+        return tail + hsum(a)
+
+    @numba.njit(**options)
+    def leaf(x, lo, n, acc):
+        """``sums._leaf_sums`` of ``f(x[lo:lo + n])`` (``acc``: scratch of ``P`` elements)."""
+        packets(x, lo, n, acc)
+        return finish(x, lo, n, acc)
 
     @numba.njit(**options)
     def leaf_of(y, n, acc):
         """The leaf sum of ``f(y[:n])`` (a row of its own)."""
         return leaf(y, 0, n, acc)
+
+    @numba.njit(**options)
+    def leaf_pair(x, lo_a, n_a, lo_b, n_b, acc):
+        """``(leaf(x, lo_a, n_a), leaf(x, lo_b, n_b))``, their packets read side by side
+        (``acc``: scratch of ``2 * P`` elements)."""
+        packet_pair(x, lo_a, n_a, lo_b, n_b, acc)
+        return finish(x, lo_a, n_a, acc), finish(x, lo_b, n_b, acc[P:])
+
+    @numba.njit(**options)
+    def leaves(x, start, offsets, lengths, first, stop, sums, acc):
+        """``sums[k] = leaf(x, start + offsets[k], lengths[k])`` for ``first <= k < stop``,
+        two leaves at a time (``leaf_pair``)."""
+        k = first
+        while k + 1 < stop:
+            sums[k], sums[k + 1] = leaf_pair(x, start + offsets[k], lengths[k],
+                                             start + offsets[k + 1], lengths[k + 1], acc)
+            k += 2
+        if k < stop:
+            sums[k] = leaf(x, start + offsets[k], lengths[k], acc)
 
     @numba.njit(**options)
     def combine(sums, lefts, rights, root):
@@ -264,8 +322,8 @@ def _kernels(packet, transform):
 
     @numba.njit(**options)
     def tree_serial(x, start, offsets, lengths, lefts, rights, root, sums, acc):
-        for k in range(offsets.size):
-            sums[k] = leaf(x, start + offsets[k], lengths[k], acc)
+        """One tree from ``x[start]`` (``acc``: scratch of ``2 * P`` elements)."""
+        leaves(x, start, offsets, lengths, 0, offsets.size, sums, acc)
         return combine(sums, lefts, rights, root)
 
     @numba.njit(parallel=True, **options)
@@ -277,9 +335,7 @@ def _kernels(packet, transform):
         per = (count + chunks - 1) // chunks
         for c in numba.prange(chunks):
             saved = enter_worker(mode)
-            acc = np.empty(P, x.dtype)
-            for k in range(c * per, min(count, (c + 1) * per)):
-                sums[k] = leaf(x, offsets[k], lengths[k], acc)
+            leaves(x, 0, offsets, lengths, c * per, min(count, (c + 1) * per), sums, np.empty(2 * P, x.dtype))
             set_mxcsr(saved)
         return combine(sums, lefts, rights, root)
 
@@ -413,10 +469,15 @@ def _kernels(packet, transform):
             per = (count + chunks - 1) // chunks
             for c in loop(chunks):
                 saved = enter_worker(mode)
-                acc = np.empty(P, x.dtype)
-                for k in range(c * per, min(count, (c + 1) * per)):
-                    start = starts[leaf_segment[k]] + leaf_offsets[k]
-                    leaf_sums[k] = leaf(x, start, leaf_lengths[k], acc)
+                acc = np.empty(2 * P, x.dtype)
+                k, stop = c * per, min(count, (c + 1) * per)
+                while k + 1 < stop:  # two leaves at a time
+                    leaf_sums[k], leaf_sums[k + 1] = leaf_pair(
+                        x, starts[leaf_segment[k]] + leaf_offsets[k], leaf_lengths[k],
+                        starts[leaf_segment[k + 1]] + leaf_offsets[k + 1], leaf_lengths[k + 1], acc)
+                    k += 2
+                if k < stop:
+                    leaf_sums[k] = leaf(x, starts[leaf_segment[k]] + leaf_offsets[k], leaf_lengths[k], acc)
                 set_mxcsr(saved)
             sums = np.empty(width, x.dtype)
             for seg in range(sizes.size):
@@ -549,7 +610,7 @@ def reduce_sum(x, transform="none"):
     if chunks > 1:
         return kernels["tree_parallel"](flat, offsets, lengths, lefts, rights, root, chunks)
     sums = np.empty(offsets.size + lefts.size, x.dtype)
-    acc = np.empty(packet, x.dtype)
+    acc = np.empty(2 * packet, x.dtype)
     return kernels["tree_serial"](flat, 0, offsets, lengths, lefts, rights, root, sums, acc)
 
 

@@ -79,7 +79,7 @@ def _kernel(packet, parallel):
         else:
             offsets, lengths, lefts, rights, root = total_plan
             sums = np.empty(offsets.size + lefts.size, flat.dtype)
-            total = tree(squared, 0, offsets, lengths, lefts, rights, root, sums, np.empty(packet, flat.dtype))
+            total = tree(squared, 0, offsets, lengths, lefts, rights, root, sums, np.empty(2 * packet, flat.dtype))
         norm = np.sqrt(total)
         one_over = flat.dtype.type(1) / norm
         smaller = one_over if (one_over <= inverse or one_over != one_over) else inverse  # np.minimum
