@@ -4,7 +4,8 @@
 
 For each component and size: the NumPy reference (``numpy``: ``SCRATCHOPT_BACKEND=numpy``
 for the layers and clipping), the compiled path (``cpu-fused``), the fastest peer, and
-compiled / that peer.
+compiled / that peer. Then the issue's other CPU target: a clipped Adam step over an
+unclipped one, on the compiled path, one tensor and 1000, from the same run.
 """
 
 import json
@@ -37,6 +38,18 @@ def main(path):
             reference = ms(ours["numpy"]["median_s"]) if "numpy" in ours else "-"
             print(f"| {label} | {size:.0e} | {reference} | {ms(fused)} | {peer['backend']} {ms(peer['median_s'])} "
                   f"| {fused / peer['median_s']:.2f}x |")
+    fused = {(r["component"], r["size"]): r["median_s"] for r in rows
+             if r["kind"] == "ours" and r["backend"] == "cpu-fused"}
+    pairs = [(plain, f"{plain}_global_clip") for plain in ("adam", "adam_1000")]
+    if any(key[0] == clipped for key in fused for _, clipped in pairs):
+        print()
+        print("| Adam step | n | unclipped | global_clipnorm=1 | clipped / unclipped |")
+        print("|---|---|---|---|---|")
+        for plain, clipped in pairs:
+            for size in sorted({n for c, n in fused if c == clipped}):
+                if (plain, size) in fused:
+                    a, b = fused[plain, size], fused[clipped, size]
+                    print(f"| {NAMES[plain]} | {size:.0e} | {ms(a)} | {ms(b)} | {b / a:.2f}x |")
 
 
 if __name__ == "__main__":
