@@ -497,7 +497,7 @@ def _kernels(packet, transform):
 
         return numba.njit(parallel=parallel, **options)(segment_sums)
 
-    return {"leaf": leaf, "leaf_of": leaf_of,
+    return {"leaf": leaf, "leaf_of": leaf_of, "leaf_pair": leaf_pair,
             "mxcsr": (get_mxcsr, set_mxcsr, FTZ_DAZ), "enter_worker": enter_worker,
             "segments": {False: segments_kernel(False), True: segments_kernel(True)},
             "tree_serial": tree_serial, "tree_parallel": tree_parallel,

@@ -132,7 +132,7 @@ def _kernels(packet):
     options = {"fastmath": False, "error_model": "numpy", "nogil": True}
     inline = dict(options, inline="always")  # the helpers: no call (and no copy of their array arguments)
     base = sums_fast._kernels(packet, "none")
-    leaf, leaf_of = base["leaf"], base["leaf_of"]
+    leaf, leaf_of, leaf_pair = base["leaf"], base["leaf_of"], base["leaf_pair"]
     get_mxcsr, set_mxcsr, FTZ_DAZ = base["mxcsr"]
     enter_worker = base["enter_worker"]
     P = packet
@@ -255,21 +255,32 @@ def _kernels(packet):
     @numba.njit(**options)
     def tree_sums(src, src_first, first, count, plans, out, sums, acc):
         """``out[k]`` = Eigen's tree sum of ``src[src_first + k]``, the flat array's row
-        ``first + k`` (which decides the tree's plan), for k < ``count``."""
+        ``first + k`` (which decides the tree's plan), for k < ``count``. Two rows that are
+        one leaf each are summed side by side (``leaf_pair``; ``acc``: 2 * P elements)."""
         plan_of, offsets, lengths, counts, lefts, rights, inner, roots = plans
         m = src.shape[1]
-        for k in range(count):
+        flat = src.reshape(src.size)
+        k = 0
+        while k < count:
             q = plan_of[((first + k) * m) % P]
             row = src[src_first + k]
             n = counts[q]
             if n == 1 and offsets[q, 0] == 0 and lengths[q, 0] == m:  # one leaf: the whole row
+                q2 = plan_of[((first + k + 1) * m) % P]
+                if k + 1 < count and counts[q2] == 1 and offsets[q2, 0] == 0 and lengths[q2, 0] == m:
+                    lo = (src_first + k) * m
+                    out[k], out[k + 1] = leaf_pair(flat, lo, m, lo + m, m, acc)
+                    k += 2
+                    continue
                 out[k] = leaf_of(row, m, acc)
+                k += 1
                 continue
             for j in range(n):
                 sums[j] = leaf(row, offsets[q, j], lengths[q, j], acc)
             for j in range(inner[q]):
                 sums[n + j] = (T(0) + sums[lefts[q, j]]) + sums[rights[q, j]]
             out[k] = sums[roots[q]]
+            k += 1
 
     def ln_forward(parallel):
         loop = numba.prange if parallel else range
@@ -285,7 +296,7 @@ def _kernels(packet):
                 v = np.empty((block, m), x.dtype)
                 s = np.empty(block, x.dtype)
                 sums = np.empty(width, x.dtype)
-                acc = np.empty(P, x.dtype)
+                acc = np.empty(2 * P, x.dtype)
                 for lo in range(bounds[k], bounds[k + 1], block):
                     n = min(block, bounds[k + 1] - lo)
                     tree_sums(x, lo, lo, n, plans, s, sums, acc)
@@ -332,7 +343,7 @@ def _kernels(packet):
                 u, v = np.empty((block, m), x.dtype), np.empty((block, m), x.dtype)
                 su, sv = np.empty(block, x.dtype), np.empty(block, x.dtype)
                 sums = np.empty(width, x.dtype)
-                acc = np.empty(P, x.dtype)
+                acc = np.empty(2 * P, x.dtype)
                 for lo in range(bounds[k], bounds[k + 1], block):
                     n = min(block, bounds[k + 1] - lo)
                     for b in range(n):
