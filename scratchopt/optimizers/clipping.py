@@ -226,14 +226,11 @@ def by_global_norm(grads, global_clipnorm, fused=None):
     return [None if g is None else _scaled_copy(g, (scale,), fused) for g in grads]
 
 
-def global_scale(grads, global_clipnorm, squared_norms=None):
+def global_scale(grads, global_clipnorm):
     """The one factor ``clip_by_global_norm`` multiplies every gradient by (the fused step
-    multiplies inside the rule's pass: ``engine.run(..., prescale=(scale,))``).
-
-    ``squared_norms``: each gradient's ``sum_of_squares``, stacked, when the caller has them
-    already and has checked the gradients (a packed buffer's own, in one compiled call:
-    ``Optimizer._packed_squared_norms``)."""
-    norm = _global_norm(grads) if squared_norms is None else sqrt(reduce_sum(squared_norms))
+    multiplies inside the rule's pass: ``engine.run(..., prescale=(scale,))``; for one
+    gradient buffer it computes this in one compiled call: ``clipping_fast``)."""
+    norm = _global_norm(grads)
     dtype = norm.dtype
     scale = as_dtype(global_clipnorm, dtype) * minimum(
         as_dtype(1.0, dtype) / norm, as_dtype(1.0 / global_clipnorm, dtype)

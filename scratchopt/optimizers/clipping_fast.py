@@ -10,9 +10,11 @@ one numba function, in the same order, with the same roundings::
     norm    = sqrt(total)
     scale   = c * min(1 / norm, 1 / c) + (norm - norm)
 
-Why: in an optimizer step at 1e5 float32 elements those lines cost about 25 us as Python
-calls into NumPy and numba, against a 57 us Adam step; the target is a clipped step
-within 1.2x of an unclipped one. ``python benchmarks/clip_overhead.py`` measures it.
+Why: at 1e5 float32 elements a clipped Adam step took 1.72x an unclipped one, and most
+of the difference was Python between those lines (checks, wrappers, NumPy scalar
+operations), not the read of the gradients. ``scratchopt bench --components
+adam,adam_global_clip`` and ``python benchmarks/issue16_summary.py`` measure the ratio;
+``benchmarks/results/intel-xeon-2c/README.md`` has the runs before and after.
 
 The bits: every operation above is one IEEE operation of the gradients' dtype (``sqrt``
 and ``/`` are correctly rounded, ``min`` is ``np.minimum``'s: NaN if either is NaN), run
