@@ -13,7 +13,8 @@ one numba function, in the same order, with the same roundings::
 Why: at 1e5 float32 elements a clipped Adam step took 1.72x an unclipped one, and most
 of the difference was Python between those lines (checks, wrappers, NumPy scalar
 operations), not the read of the gradients. ``scratchopt bench --components
-adam,adam_global_clip`` and ``python benchmarks/issue16_summary.py`` measure the ratio;
+adam,adam_global_clip`` and ``python benchmarks/issue16_summary.py`` measure the ratio,
+``python benchmarks/clip_overhead.py`` where the clipped step's extra time goes;
 ``benchmarks/results/intel-xeon-2c/README.md`` has the runs before and after.
 
 The bits: every operation above is one IEEE operation of the gradients' dtype (``sqrt``
