@@ -536,6 +536,17 @@ def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
     with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:
         assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "one gradient")
     assert spy.call_count == len(steps)
+    runs = []
+    for backend in ("numpy", "auto"):
+        opt = Adam(**kwargs)
+        opt.backend = backend
+        opt.global_clipnorm = np.array(0.7)  # assigned later, unchecked (Keras takes it too)
+        params, run = [param.copy()], []
+        for grads in steps:
+            opt.apply(grads, params)
+            run.append(states(opt, params))
+        runs.append(run)
+    assert_same_runs(*runs, "global_clipnorm assigned a 0-d array")
     other = np.float64 if dtype == np.float32 else np.float32
     for variant in ([[g.astype(other)] for [g] in steps], [[np.asfortranarray(g)] for [g] in steps]):
         with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:

@@ -53,7 +53,10 @@ def global_scale(flat, starts, sizes, global_clipnorm):
     plans = sums_fast._segment_plans(sizes, packet)
     chunks = sums_fast._chunks(flat.size, max(1, plans[3].size))
     total_plan = sums_fast._plan(0, len(sizes), packet)
-    c, inverse = _constants(global_clipnorm, flat.dtype)
+    try:
+        c, inverse = _constants(global_clipnorm, flat.dtype)
+    except TypeError:  # unhashable (a 0-d array assigned to ``opt.global_clipnorm``): not cached
+        c, inverse = _constants.__wrapped__(global_clipnorm, flat.dtype)
     scale = _kernel(packet, chunks > 1)(flat, starts, plans, chunks, total_plan, c, inverse)
     return flat.dtype.type(scale)
 
