@@ -46,6 +46,48 @@ def step(n, clip, rng):
     return lambda: opt.apply(grads, params), grads[0]
 
 
+def measure(n, repeats, rng):
+    """One line of the report for ``n`` elements."""
+    unclipped, _ = step(n, None, rng)
+    clipped, g = step(n, 1.0, rng)
+    inside, original = [], clipping_fast.global_scale
+
+    def timed(*call):
+        start = time.perf_counter()
+        scale = original(*call)
+        inside.append(time.perf_counter() - start)
+        return scale
+
+    plain, with_clip = median_us(unclipped, repeats), median_us(clipped, repeats)
+    clipping_fast.global_scale = timed
+    try:
+        median_us(clipped, repeats)
+    finally:
+        clipping_fast.global_scale = original
+    starts, sizes = np.zeros(1, np.int64), (n,)
+    junk = [np.ones(n, np.float32) for _ in range(3)]
+
+    def write_junk():
+        for a in junk:
+            a += 1
+
+    def factor():
+        return original(g, starts, sizes, 1.0)
+
+    with tf_arithmetic():
+        alone = median_us(factor, repeats)
+        cold = median_us(factor, repeats, before=write_junk)
+    saved = sums_fast.PARALLEL_MIN_ELEMENTS
+    sums_fast.PARALLEL_MIN_ELEMENTS = 40_000
+    try:
+        parallel = median_us(clipped, repeats)
+    finally:
+        sums_fast.PARALLEL_MIN_ELEMENTS = saved
+    return (f"n={n:.0e}: unclipped {plain:.1f} us, clipped {with_clip:.1f} us ({with_clip / plain:.2f}x); "
+            f"factor in the step {np.median(inside) * 1e6:.1f} us, alone {alone:.1f} us, "
+            f"after writes {cold:.1f} us; clipped with a parallel norm {parallel:.1f} us")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1e5", "1e7"])
@@ -53,42 +95,7 @@ def main():
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     for n in (int(float(s)) for s in args.sizes):
-        repeats = max(20, min(args.repeats, int(2e8 // n)))
-        unclipped, _ = step(n, None, rng)
-        clipped, g = step(n, 1.0, rng)
-        inside, original = [], clipping_fast.global_scale
-
-        def timed(*call):
-            start = time.perf_counter()
-            scale = original(*call)
-            inside.append(time.perf_counter() - start)
-            return scale
-
-        plain, with_clip = median_us(unclipped, repeats), median_us(clipped, repeats)
-        clipping_fast.global_scale = timed
-        try:
-            median_us(clipped, repeats)
-        finally:
-            clipping_fast.global_scale = original
-        starts, sizes = np.zeros(1, np.int64), (n,)
-        junk = [np.ones(n, np.float32) for _ in range(3)]
-
-        def write_junk():
-            for a in junk:
-                a += 1
-
-        with tf_arithmetic():
-            alone = median_us(lambda: original(g, starts, sizes, 1.0), repeats)
-            cold = median_us(lambda: original(g, starts, sizes, 1.0), repeats, before=write_junk)
-        saved = sums_fast.PARALLEL_MIN_ELEMENTS
-        sums_fast.PARALLEL_MIN_ELEMENTS = 40_000
-        try:
-            parallel = median_us(clipped, repeats)
-        finally:
-            sums_fast.PARALLEL_MIN_ELEMENTS = saved
-        print(f"n={n:.0e}: unclipped {plain:.1f} us, clipped {with_clip:.1f} us ({with_clip / plain:.2f}x); "
-              f"factor in the step {np.median(inside) * 1e6:.1f} us, alone {alone:.1f} us, "
-              f"after writes {cold:.1f} us; clipped with a parallel norm {parallel:.1f} us")
+        print(measure(n, max(20, min(args.repeats, int(2e8 // n))), rng))
 
 
 if __name__ == "__main__":

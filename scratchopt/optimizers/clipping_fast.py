@@ -30,7 +30,6 @@ import numpy as np
 
 from ..numerics import as_dtype, sums_fast
 
-
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -88,7 +87,7 @@ def _kernel(packet, parallel):
             total = tree(squared, 0, offsets, lengths, lefts, rights, root, sums, np.empty(2 * packet, flat.dtype))
         norm = np.sqrt(total)
         one_over = flat.dtype.type(1) / norm
-        smaller = one_over if (one_over <= inverse or one_over != one_over) else inverse  # np.minimum
+        smaller = one_over if (one_over <= inverse or np.isnan(one_over)) else inverse  # np.minimum
         return c * smaller + (norm - norm)
 
     return global_scale
