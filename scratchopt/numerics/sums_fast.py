@@ -112,8 +112,9 @@ def _packets(packet, transform):
         store a0 at acc
 
     numba has no vector type: with the accumulators in an array, every addition waits
-    for a store and a load of its accumulator, and that chain sets the speed (2.2x slower
-    at 1e5 float32). Here they are vector registers. ``fadd``/``fmul`` without fast-math
+    for a store and a load of its accumulator, and that chain, not the memory, set the
+    speed (``benchmarks/results/intel-xeon-2c/README.md``: clip_by_global_norm 0.81x of
+    before at 1e5). Here they are vector registers. ``fadd``/``fmul`` without fast-math
     flags are IEEE operations lane by lane, so each lane is the reference's chain of
     roundings (``np.add.accumulate`` over its column), and nothing is contracted to FMA.
 
