@@ -6,7 +6,7 @@ For one float32 tensor of each size, on the fused CPU path, medians of ``--repea
 (fewer at 1e7), in one process:
 
 * ``unclipped`` / ``clipped``: ``Adam.apply`` without and with ``global_clipnorm=1``;
-* ``factor in the step``: ``clipping_fast.global_scale`` timed inside the clipped steps
+* ``factor in the step``: ``clipping_fast._global_scale`` (what a step calls) timed inside the clipped steps
   (a wrapper around it; the step's other work is untouched);
 * ``factor alone``: the same call repeated on its own (the gradient hot in this core's
   cache), inside ``tf_arithmetic`` as in a step;
@@ -50,7 +50,7 @@ def measure(n, repeats, rng):
     """One line of the report for ``n`` elements."""
     unclipped, _ = step(n, None, rng)
     clipped, g = step(n, 1.0, rng)
-    inside, original = [], clipping_fast.global_scale
+    inside, original = [], clipping_fast._global_scale
 
     def timed(*call):
         start = time.perf_counter()
@@ -59,11 +59,11 @@ def measure(n, repeats, rng):
         return scale
 
     plain, with_clip = median_us(unclipped, repeats), median_us(clipped, repeats)
-    clipping_fast.global_scale = timed
+    clipping_fast._global_scale = timed
     try:
         median_us(clipped, repeats)
     finally:
-        clipping_fast.global_scale = original
+        clipping_fast._global_scale = original
     starts, sizes = np.zeros(1, np.int64), (n,)
     junk = [np.ones(n, np.float32) for _ in range(3)]
 

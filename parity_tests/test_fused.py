@@ -495,7 +495,7 @@ def test_packing_keeps_per_tensor_clipping_and_decay_exclusions(make, clip, back
                          ids=["Adam", "SGD"])
 def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype):
     """``global_clipnorm`` over a packed buffer's own gradients (``packed_gradients()``): the
-    scale in one compiled call a step (``clipping_fast.global_scale``, every param a
+    scale in one compiled call a step (``clipping_fast._global_scale``, every param a
     segment, in order), the reference's scale of the step's gradients, and the bits of the
     unpacked NumPy steps; a step with NaN and inf included."""
     rng = np.random.default_rng(6)
@@ -506,13 +506,13 @@ def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype)
               for p, c in zip(params, scale)] for k in range(4)]
     kwargs = {**kwargs, "global_clipnorm": 0.7}
     reference = trajectory(cls, kwargs, params, steps, backend="numpy")
-    returned, original = [], base.clipping_fast.global_scale
+    returned, original = [], base.clipping_fast._global_scale
 
     def recorded(*args):
         returned.append(original(*args))
         return returned[-1]
 
-    with mock.patch.object(base.clipping_fast, "global_scale", side_effect=recorded) as spy:
+    with mock.patch.object(base.clipping_fast, "_global_scale", side_effect=recorded) as spy:
         ours = trajectory(cls, kwargs, params, steps, pack=True, in_place=True)
     assert_same_runs(reference, ours, "packed gradients")
     assert spy.call_count == len(steps)  # one call a step
@@ -533,7 +533,7 @@ def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
              for k, c in enumerate([1e-3, 1.0, 50.0, 0.2])]
     kwargs = {"learning_rate": 0.01, "global_clipnorm": 0.7}
     reference = trajectory(Adam, kwargs, [param], steps, backend="numpy")
-    with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:
+    with mock.patch.object(base.clipping_fast, "_global_scale", wraps=base.clipping_fast._global_scale) as spy:
         assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "one gradient")
     assert spy.call_count == len(steps)
     runs = []
@@ -549,7 +549,7 @@ def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
     assert_same_runs(*runs, "global_clipnorm assigned a 0-d array")
     other = np.float64 if dtype == np.float32 else np.float32
     for variant in ([[g.astype(other)] for [g] in steps], [[np.asfortranarray(g)] for [g] in steps]):
-        with mock.patch.object(base.clipping_fast, "global_scale", wraps=base.clipping_fast.global_scale) as spy:
+        with mock.patch.object(base.clipping_fast, "_global_scale", wraps=base.clipping_fast._global_scale) as spy:
             assert_same_runs(trajectory(Adam, kwargs, [param], variant, backend="numpy"),
                              trajectory(Adam, kwargs, [param], variant), "per-gradient path")
         assert spy.call_count == 0

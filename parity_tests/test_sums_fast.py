@@ -165,6 +165,26 @@ def test_a_buffers_global_scale_over_many_segments(kernel, dtype):
             assert_same_bits(ours, expected)
 
 
+@pytest.mark.parametrize(("flat", "starts", "lengths", "clip", "error", "says"), [
+    (np.arange(10.0), [8], (5,), 1.0, ValueError, "inside flat"),
+    (np.arange(10.0), [0, 2], (2,), 1.0, ValueError, "one entry per segment"),
+    (np.arange(10.0), [], (), 1.0, ValueError, "at least one segment"),
+    (np.arange(10.0), [0], (10,), 0.0, ValueError, "global_clipnorm"),
+    (np.arange(10.0), [0], (10,), "1", TypeError, "global_clipnorm"),
+    (np.arange(10.0).reshape(2, 5), [0], (2,), 1.0, TypeError, "flat must be"),
+    (np.arange(20.0)[::2], [0], (2,), 1.0, TypeError, "flat must be"),
+    (np.arange(10, dtype=np.int64), [0], (2,), 1.0, TypeError, "flat must be"),
+    ([1.0, 2.0], [0], (2,), 1.0, TypeError, "flat must be"),
+], ids=["past the end", "counts differ", "no segment", "zero clip", "str clip", "2-d", "strided", "int", "list"])
+def test_a_buffers_global_scale_refuses_bad_input_before_any_read(flat, starts, lengths, clip, error, says):
+    """``clipping_fast.global_scale`` called on its own: a clear error naming the argument,
+    and ``flat`` unchanged."""
+    before = np.array(flat).tobytes()
+    with pytest.raises(error, match=says):
+        clipping_fast.global_scale(flat, np.array(starts, np.int64), lengths, clip)
+    assert np.array(flat).tobytes() == before
+
+
 @pytest.mark.parametrize(("flat", "starts", "lengths", "says"), [
     (np.arange(10.0), [8], (5,), "inside flat"),
     (np.arange(10.0), [-3], (2,), "inside flat"),

@@ -561,7 +561,7 @@ class Optimizer(checks.Configurable):
             return None
         buffer = self._one_buffer(grads, indices, ours) if by_global else None
         if buffer is not None:
-            return [(clipping_fast.global_scale(*buffer, self.global_clipnorm),)] * len(grads)
+            return [(clipping_fast._global_scale(*buffer, self.global_clipnorm),)] * len(grads)
         if any(g.dtype != self._params[i].dtype or not isinstance(g, np.ndarray)
                for g, i in zip(grads, indices)):
             return None
@@ -574,7 +574,7 @@ class Optimizer(checks.Configurable):
         return [(scale,)] * len(grads)  # a packed buffer is one triple of several gradients
 
     def _one_buffer(self, grads, indices, ours):
-        """``(flat, starts, sizes)`` for ``clipping_fast.global_scale`` when the gradients
+        """``(flat, starts, sizes)`` for ``clipping_fast._global_scale`` when the gradients
         are one buffer it takes (``clipping_fast.wanted``): this optimizer's own
         ``packed_gradients()`` of one packed buffer (its params in order: the buffer's), or
         one whole gradient of its param's dtype; else None. Checked already: by ``apply``,

@@ -28,7 +28,8 @@ import functools
 
 import numpy as np
 
-from ..numerics import as_dtype, sums_fast
+from .. import checks
+from ..numerics import as_dtype, sums, sums_fast, tf_arithmetic
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -45,9 +46,31 @@ def global_scale(flat, starts, sizes, global_clipnorm):
     """``clipping.global_scale`` of the gradients ``flat[a:a + n]`` for ``a, n`` in
     ``zip(starts, sizes)``, in that order: a 0-d scalar of ``flat``'s dtype.
 
-    ``flat`` must be ``wanted``; ``starts`` an int64 array and ``sizes`` a tuple, at least
-    one segment, every segment inside ``flat`` (not checked: an optimizer's own buffer).
+    ``flat`` must be ``wanted``, with at least one segment, every one inside it, and
+    ``global_clipnorm`` a positive number: a TypeError or ValueError otherwise, before
+    anything is read. (An optimizer step calls ``_global_scale``, its buffer's segments
+    being inside by construction.)
+
+    >>> import numpy as np
+    >>> float(global_scale(np.array([3.0, 4.0, 12.0]), [0, 2], (2, 1), 6.5))  # norm 13
+    0.5
     """
+    if not wanted(flat):
+        raise TypeError(f"flat must be a 1-d C-contiguous NumPy float32 or float64 array (and numba "
+                        f"installed), got {type(flat).__name__} {getattr(flat, 'dtype', '')} "
+                        f"shape {getattr(flat, 'shape', None)}")
+    checks.positive("global_clipnorm", global_clipnorm)
+    starts, sizes = np.asarray(starts, np.int64), tuple(sizes)
+    if not sizes:
+        raise ValueError("sizes must name at least one segment, got none")
+    sums._check_segments(flat, starts, sums._as_counts(sizes))
+    with tf_arithmetic():
+        return _global_scale(flat, starts, sizes, global_clipnorm)
+
+
+def _global_scale(flat, starts, sizes, global_clipnorm):
+    """``global_scale`` without its checks (``starts`` an int64 array, ``sizes`` a tuple),
+    inside the caller's ``tf_arithmetic``."""
     packet = sums_fast._packet_size(flat.dtype)
     plans = sums_fast._segment_plans(sizes, packet)
     chunks = sums_fast._chunks(flat.size, max(1, plans[3].size))
@@ -83,8 +106,9 @@ def _kernel(packet, parallel):
             total = squared[0]
         else:
             offsets, lengths, lefts, rights, root = total_plan
-            sums = np.empty(offsets.size + lefts.size, flat.dtype)
-            total = tree(squared, 0, offsets, lengths, lefts, rights, root, sums, np.empty(2 * packet, flat.dtype))
+            partial = np.empty(offsets.size + lefts.size, flat.dtype)
+            acc = np.empty(2 * packet, flat.dtype)
+            total = tree(squared, 0, offsets, lengths, lefts, rights, root, partial, acc)
         norm = np.sqrt(total)
         one_over = flat.dtype.type(1) / norm
         smaller = one_over if (one_over <= inverse or np.isnan(one_over)) else inverse  # np.minimum

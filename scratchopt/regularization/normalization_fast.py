@@ -252,6 +252,12 @@ def _kernels(packet):
     # elementwise lines. Kept apart, each loop stays simple enough for LLVM to vectorise;
     # interleaved per row, the leaf sums ran 3x slower.
 
+    @numba.njit(**inline)
+    def whole_row(plans, q, m):
+        """Whether plan ``q`` of rows of ``m`` is one leaf: the whole row."""
+        _, offsets, lengths, counts = plans[:4]
+        return counts[q] == 1 and offsets[q, 0] == 0 and lengths[q, 0] == m
+
     @numba.njit(**options)
     def tree_sums(src, src_first, first, count, plans, out, sums, acc):
         """``out[k]`` = Eigen's tree sum of ``src[src_first + k]``, the flat array's row
@@ -265,9 +271,8 @@ def _kernels(packet):
             q = plan_of[((first + k) * m) % P]
             row = src[src_first + k]
             n = counts[q]
-            if n == 1 and offsets[q, 0] == 0 and lengths[q, 0] == m:  # one leaf: the whole row
-                q2 = plan_of[((first + k + 1) * m) % P]
-                if k + 1 < count and counts[q2] == 1 and offsets[q2, 0] == 0 and lengths[q2, 0] == m:
+            if whole_row(plans, q, m):  # one leaf: the whole row
+                if k + 1 < count and whole_row(plans, plan_of[((first + k + 1) * m) % P], m):
                     lo = (src_first + k) * m
                     out[k], out[k + 1] = leaf_pair(flat, lo, m, lo + m, m, acc)
                     k += 2
