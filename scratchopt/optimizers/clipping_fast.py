@@ -47,18 +47,19 @@ def global_scale(flat, starts, sizes, global_clipnorm):
     ``zip(starts, sizes)``, in that order: a 0-d scalar of ``flat``'s dtype.
 
     ``flat`` must be ``wanted``, with at least one segment, every one inside it, and
-    ``global_clipnorm`` a positive number: a TypeError or ValueError otherwise, before
-    anything is read. (An optimizer step calls ``_global_scale``, its buffer's segments
+    ``global_clipnorm`` a positive number: a TypeError or ValueError otherwise (an
+    ImportError without numba), before anything is read. (An optimizer step calls ``_global_scale``, its buffer's segments
     being inside by construction.)
 
     >>> import numpy as np
     >>> float(global_scale(np.array([3.0, 4.0, 12.0]), [0, 2], (2, 1), 6.5))  # norm 13
     0.5
     """
+    if not sums_fast.available():
+        raise ImportError("clipping_fast needs numba: pip install 'scratchopt[fast]'")
     if not wanted(flat):
-        raise TypeError(f"flat must be a 1-d C-contiguous NumPy float32 or float64 array (and numba "
-                        f"installed), got {type(flat).__name__} {getattr(flat, 'dtype', '')} "
-                        f"shape {getattr(flat, 'shape', None)}")
+        raise TypeError(f"flat must be a 1-d C-contiguous NumPy float32 or float64 array, got "
+                        f"{type(flat).__name__} {getattr(flat, 'dtype', '')} shape {getattr(flat, 'shape', None)}")
     checks.positive("global_clipnorm", global_clipnorm)
     starts, sizes = np.asarray(starts, np.int64), tuple(sizes)
     if not sizes:
