@@ -1,19 +1,22 @@
 """Where a clipped Adam step's extra time goes (issue 16's "clipped within 1.2x" target).
 
-    python benchmarks/clip_overhead.py [--sizes 1e5 1e7] [--repeats 2000]
+    python benchmarks/clip_overhead.py [--sizes 1e5 1e7] [--tensors 1 1000] [--repeats 2000] [--rounds 3]
 
-For one float32 tensor of each size, on the fused CPU path, medians of ``--repeats`` calls
-(fewer at 1e7), in one process:
+For ``n`` float32 elements in one tensor, or in 1000 tensors ``pack()``ed with their
+gradients written into ``packed_gradients()`` (the bench's ``adam_1000`` rows), on the
+fused CPU path, in one process; each figure the median over ``--rounds`` rounds of the
+median of ``--repeats`` calls (fewer at 1e7), the rounds taken in turn so that a busy
+moment of the machine hits every figure alike:
 
 * ``unclipped`` / ``clipped``: ``Adam.apply`` without and with ``global_clipnorm=1``;
-* ``factor in the step``: ``clipping_fast._global_scale`` (what a step calls) timed inside the clipped steps
-  (a wrapper around it; the step's other work is untouched);
-* ``factor alone``: the same call repeated on its own (the gradient hot in this core's
-  cache), inside ``tf_arithmetic`` as in a step;
-* ``norm after writes``: the sum of squares alone, right after writing 3 arrays of the
-  same size (what the Adam pass leaves behind), against ``factor alone``;
-* ``parallel norm``: the clipped step with the sums parallel from 40,000 elements (each
-  core reading the half of the gradient its half of the Adam kernel read).
+* the rule's kernel on the step's own arrays (``fused_cpu.run``): ``plain``; ``scaled``,
+  handed a factor (``(s,)``: the multiply in the loop); ``global``, handed the buffer's
+  ``clipping_fast.GlobalNorm`` (the factor computed in the same call, as a clipped step
+  does);
+* what is left of each step outside its kernel run (Python: checks, scalars, dispatch).
+
+So ``global - scaled`` is the norm's read of the gradient, ``scaled - plain`` the
+multiply, and ``clipped python - unclipped python`` the clipping's own Python.
 """
 
 import argparse
@@ -22,80 +25,79 @@ import time
 import numpy as np
 
 from scratchopt import optimizers
-from scratchopt.numerics import sums_fast, tf_arithmetic
-from scratchopt.optimizers import clipping_fast
+from scratchopt.numerics import tf_arithmetic
+from scratchopt.optimizers.engine import fused_cpu
 
 
-def median_us(f, repeats, before=None):
+def median_us(f, repeats):
     times = []
     for _ in range(repeats):
-        if before is not None:
-            before()
         start = time.perf_counter()
         f()
         times.append(time.perf_counter() - start)
     return float(np.median(times)) * 1e6
 
 
-def step(n, clip, rng):
+def step(n, tensors, clip, rng):
+    """``(opt, grads, params)`` after one step: Adam over ``tensors`` float32 tensors of
+    ``n`` elements in all (packed when more than one)."""
     opt = optimizers.Adam(0.001, global_clipnorm=clip)
     opt.backend = "fused"
-    params = [rng.standard_normal(n, dtype=np.float32)]
-    grads = [rng.standard_normal(n, dtype=np.float32)]
+    params = [rng.standard_normal(n // tensors, dtype=np.float32) for _ in range(tensors)]
+    grads = [rng.standard_normal(n // tensors, dtype=np.float32) for _ in range(tensors)]
+    if tensors > 1:
+        params, views = opt.pack(params), opt.packed_gradients()
+        for view, g in zip(views, grads):
+            view[...] = g
+        grads = views
     opt.apply(grads, params)
-    return lambda: opt.apply(grads, params), grads[0]
+    return opt, grads, params
 
 
-def measure(n, repeats, rng):
-    """One line of the report for ``n`` elements."""
-    unclipped, _ = step(n, None, rng)
-    clipped, g = step(n, 1.0, rng)
-    inside, original = [], clipping_fast._global_scale
+def kernel_calls(opt, grads):
+    """The rule's kernel run on the clipped step's arrays: plain, scaled, and global."""
+    norm = opt._clip_in_the_rule(grads, range(len(grads)), True, len(grads) > 1)[0]
+    g, var, slots = opt._triples(grads, range(len(grads)), len(grads) > 1)[0][0]
+    arrays = [g, var, *slots]
+    scalars = opt.scalars(np.float32(0.001), opt.iterations, var.dtype)
+    factor = norm.scale(g.reshape(-1))
+    return {"plain": lambda: fused_cpu.run(opt.update, arrays, scalars),
+            "scaled": lambda: fused_cpu.run(opt.update, arrays, scalars, (factor,)),
+            "global": lambda: fused_cpu.run(opt.update, arrays, scalars, norm)}
 
-    def timed(*call):
-        start = time.perf_counter()
-        scale = original(*call)
-        inside.append(time.perf_counter() - start)
-        return scale
 
-    plain, with_clip = median_us(unclipped, repeats), median_us(clipped, repeats)
-    clipping_fast._global_scale = timed
-    try:
-        median_us(clipped, repeats)
-    finally:
-        clipping_fast._global_scale = original
-    starts, sizes = np.zeros(1, np.int64), (n,)
-    junk = [np.ones(n, np.float32) for _ in range(3)]
-
-    def write_junk():
-        for a in junk:
-            a += 1
-
-    def factor():
-        return original(g, starts, sizes, 1.0)
-
-    with tf_arithmetic():
-        alone = median_us(factor, repeats)
-        cold = median_us(factor, repeats, before=write_junk)
-    saved = sums_fast.PARALLEL_MIN_ELEMENTS
-    sums_fast.PARALLEL_MIN_ELEMENTS = 40_000
-    try:
-        parallel = median_us(clipped, repeats)
-    finally:
-        sums_fast.PARALLEL_MIN_ELEMENTS = saved
-    return (f"n={n:.0e}: unclipped {plain:.1f} us, clipped {with_clip:.1f} us ({with_clip / plain:.2f}x); "
-            f"factor in the step {np.median(inside) * 1e6:.1f} us, alone {alone:.1f} us, "
-            f"after writes {cold:.1f} us; clipped with a parallel norm {parallel:.1f} us")
+def measure(n, tensors, repeats, rounds, rng):
+    """One line of the report for ``n`` elements in ``tensors`` tensors."""
+    plain_opt, plain_grads, plain_params = step(n, tensors, None, rng)
+    clip_opt, clip_grads, clip_params = step(n, tensors, 1.0, rng)
+    calls = {"unclipped": lambda: plain_opt.apply(plain_grads, plain_params),
+             "clipped": lambda: clip_opt.apply(clip_grads, clip_params)}
+    kernels = kernel_calls(clip_opt, clip_grads)
+    times = {name: [] for name in [*calls, *kernels]}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].append(median_us(call, repeats))
+        with tf_arithmetic():  # as inside a step
+            for name, call in kernels.items():
+                times[name].append(median_us(call, repeats))
+    t = {name: float(np.median(values)) for name, values in times.items()}
+    return (f"n={n:.0e}, {tensors} tensor{'s' if tensors > 1 else ''}: unclipped {t['unclipped']:.1f} us, "
+            f"clipped {t['clipped']:.1f} us ({t['clipped'] / t['unclipped']:.2f}x); kernel plain {t['plain']:.1f}, "
+            f"scaled {t['scaled']:.1f}, global {t['global']:.1f}; python outside the kernel: unclipped "
+            f"{t['unclipped'] - t['plain']:.1f}, clipped {t['clipped'] - t['global']:.1f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1e5", "1e7"])
+    parser.add_argument("--tensors", nargs="+", type=int, default=[1, 1000])
     parser.add_argument("--repeats", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     for n in (int(float(s)) for s in args.sizes):
-        print(measure(n, max(20, min(args.repeats, int(2e8 // n))), rng))
+        for tensors in args.tensors:
+            print(measure(n, tensors, max(20, min(args.repeats, int(2e8 // n))), args.rounds, rng), flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ from optimizer_info import INFOS
 from strategies import DTYPES, common_options, learning_rates, runs, to_kwargs
 
 from scratchopt.numerics import FTZ_SUPPORTED, flush_denormals, tf_arithmetic
-from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, base, clipping, engine, sgd
+from scratchopt.optimizers import SGD, Adam, AdamW, RMSprop, clipping, engine, sgd
+from scratchopt.optimizers.clipping_fast import GlobalNorm
 from scratchopt.optimizers.engine import fused_cpu as fused
 from scratchopt.tools.parity import same_bits
 
@@ -489,15 +490,29 @@ def test_packing_keeps_per_tensor_clipping_and_decay_exclusions(make, clip, back
     assert [len(p.indices) for p in opt._packs] == [4, 3]
 
 
+def factors_in_the_kernel():
+    """A spy on the fused CPU kernel runs: the ``clipping_fast.GlobalNorm`` each run was
+    handed, and the factor it gives for that run's gradient (computed before the run)."""
+    seen, original = [], fused.run
+
+    def recorded(rule, arrays, scalars, prescale=None):
+        if isinstance(prescale, GlobalNorm):
+            seen.append((prescale, prescale.scale(arrays[0].reshape(-1))))
+        return original(rule, arrays, scalars, prescale)
+
+    return seen, mock.patch.object(fused, "run", side_effect=recorded)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
 @pytest.mark.parametrize(("cls", "kwargs"), [(Adam, {"learning_rate": 0.01}),
                                              (SGD, {"learning_rate": 0.1, "momentum": 0.9, "weight_decay": 0.1})],
                          ids=["Adam", "SGD"])
-def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype):
+def test_packed_gradients_take_their_global_norm_in_the_rules_kernel(cls, kwargs, dtype):
     """``global_clipnorm`` over a packed buffer's own gradients (``packed_gradients()``): the
-    scale in one compiled call a step (``clipping_fast._global_scale``, every param a
-    segment, in order), the reference's scale of the step's gradients, and the bits of the
-    unpacked NumPy steps; a step with NaN and inf included."""
+    rule's one kernel run a step takes a ``GlobalNorm`` of the buffer (every param a
+    segment, in order) and computes the factor itself; that factor is the reference's
+    scale of the step's gradients, and the steps have the bits of the unpacked NumPy
+    steps; a step with NaN and inf included."""
     rng = np.random.default_rng(6)
     shapes = [(7, 3), (3,), (), (100, 30), (1,), (20_000,), (0,), (4, 1, 5), (33,), (9, 9), (2,), (1000,), (5,)]
     scale = [1.0, 1e-3, 50.0, 1.0, 1e3, 0.1, 1.0, 3.0, 2.0, 1.0, 7.0, 0.3, 1.0]  # norms of many sizes
@@ -506,36 +521,38 @@ def test_packed_gradients_take_their_global_norm_in_one_call(cls, kwargs, dtype)
               for p, c in zip(params, scale)] for k in range(4)]
     kwargs = {**kwargs, "global_clipnorm": 0.7}
     reference = trajectory(cls, kwargs, params, steps, backend="numpy")
-    returned, original = [], base.clipping_fast._global_scale
-
-    def recorded(*args):
-        returned.append(original(*args))
-        return returned[-1]
-
-    with mock.patch.object(base.clipping_fast, "_global_scale", side_effect=recorded) as spy:
+    seen, spy = factors_in_the_kernel()
+    with spy:
         ours = trajectory(cls, kwargs, params, steps, pack=True, in_place=True)
     assert_same_runs(reference, ours, "packed gradients")
-    assert spy.call_count == len(steps)  # one call a step
-    for call, scale, grads in zip(spy.call_args_list, returned, steps):
-        assert call.args[2] == tuple(g.size for g in grads) and call.args[3] == 0.7
+    assert len(seen) == len(steps)  # one kernel a step, which computed the factor
+    for (norm, factor), grads in zip(seen, steps):
+        assert norm.starts.tolist() == [0, *np.cumsum([g.size for g in grads])[:-1]]
+        assert norm.plans[0].tolist() == [g.size for g in grads]
         with tf_arithmetic():
-            assert same_bits(scale, clipping.global_scale(grads, 0.7))
+            assert same_bits(factor, clipping.global_scale(grads, 0.7))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
-def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
-    """One gradient, not packed: the same one call (its own segment), and the bits of the
-    NumPy steps, NaN and inf included; a gradient of another dtype than its param, or a
-    strided one, takes the per-gradient path, with the same bits."""
+def test_one_whole_gradient_takes_its_global_norm_in_the_rules_kernel(dtype):
+    """One gradient, not packed: the same one kernel (the gradient its own segment), and
+    the bits of the NumPy steps, NaN and inf included, at sizes whose kernel is serial and
+    parallel; a gradient of another dtype than its param, or a strided one, takes the
+    per-gradient path, with the same bits."""
     rng = np.random.default_rng(8)
-    param = mixed(rng, 3000, dtype).reshape(30, 100)
-    steps = [[(mixed(rng, param.size, dtype, nonfinite=k == 2) * c).astype(dtype).reshape(param.shape)]
-             for k, c in enumerate([1e-3, 1.0, 50.0, 0.2])]
-    kwargs = {"learning_rate": 0.01, "global_clipnorm": 0.7}
-    reference = trajectory(Adam, kwargs, [param], steps, backend="numpy")
-    with mock.patch.object(base.clipping_fast, "_global_scale", wraps=base.clipping_fast._global_scale) as spy:
-        assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "one gradient")
-    assert spy.call_count == len(steps)
+    for shape in [(30, 100), (300, 500)]:  # 1.2e4 and 6e5 bytes or more: serial and parallel
+        param = mixed(rng, int(np.prod(shape)), dtype).reshape(shape)
+        steps = [[(mixed(rng, param.size, dtype, nonfinite=k == 2) * c).astype(dtype).reshape(param.shape)]
+                 for k, c in enumerate([1e-3, 1.0, 50.0, 0.2])]
+        kwargs = {"learning_rate": 0.01, "global_clipnorm": 0.7}
+        reference = trajectory(Adam, kwargs, [param], steps, backend="numpy")
+        seen, spy = factors_in_the_kernel()
+        with spy:
+            assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "one gradient")
+        assert len(seen) == len(steps)
+        for (_, factor), grads in zip(seen, steps):
+            with tf_arithmetic():
+                assert same_bits(factor, clipping.global_scale(grads, 0.7))
     runs = []
     for backend in ("numpy", "auto"):
         opt = Adam(**kwargs)
@@ -549,10 +566,57 @@ def test_one_whole_gradient_takes_its_global_norm_in_one_call(dtype):
     assert_same_runs(*runs, "global_clipnorm assigned a 0-d array")
     other = np.float64 if dtype == np.float32 else np.float32
     for variant in ([[g.astype(other)] for [g] in steps], [[np.asfortranarray(g)] for [g] in steps]):
-        with mock.patch.object(base.clipping_fast, "_global_scale", wraps=base.clipping_fast._global_scale) as spy:
+        seen, spy = factors_in_the_kernel()
+        with spy:
             assert_same_runs(trajectory(Adam, kwargs, [param], variant, backend="numpy"),
                              trajectory(Adam, kwargs, [param], variant), "per-gradient path")
-        assert spy.call_count == 0
+        assert seen == []
+
+
+def test_a_global_norm_the_kernel_cannot_take_is_computed_before_the_array_code():
+    """Where the fused kernel does not run (arrays it cannot take, or a rule it cannot
+    compile), the step's ``GlobalNorm`` becomes its factor before the rule runs as array
+    code (``engine._prescaled``): the bits of the NumPy steps."""
+    rng = np.random.default_rng(10)
+    param = rng.standard_normal(3000).astype(np.float32)
+    steps = [[rng.standard_normal(3000).astype(np.float32) * c] for c in (0.01, 5.0, 50.0)]
+    kwargs = {"learning_rate": 0.01, "global_clipnorm": 0.7}
+    reference = trajectory(Adam, kwargs, [param], steps, backend="numpy")
+    with mock.patch.object(fused, "eligible", return_value=False), \
+            mock.patch.object(engine, "_prescaled", wraps=engine._prescaled) as spy:
+        assert_same_runs(reference, trajectory(Adam, kwargs, [param], steps), "array code")
+    assert spy.call_count == len(steps) and all(isinstance(c.args[1], GlobalNorm) for c in spy.call_args_list)
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["one gradient", "packed"])
+def test_a_changed_global_clipnorm_is_used_at_the_next_step(pack):
+    """The step remembers a buffer's ``GlobalNorm`` (``clipping_fast._step_norm``); a new
+    ``opt.global_clipnorm`` (a number, or a 0-d array changed in place) is still the one
+    the next step clips with: the bits of the NumPy steps with the same changes."""
+    rng = np.random.default_rng(9)
+    params = [rng.standard_normal(50).astype(np.float32), rng.standard_normal((4, 5)).astype(np.float32)]
+    params = params[:1] if not pack else params
+    steps = [[rng.standard_normal(p.shape).astype(np.float32) * 3 for p in params] for _ in range(5)]
+    clip = np.array(2.0)
+    changes = [1.0, 0.5, clip, "in place", 1.0]
+    runs = []
+    for backend in ("numpy", "auto"):
+        opt = Adam(0.01)
+        opt.backend = backend
+        ps = opt.pack([p.copy() for p in params]) if pack else [p.copy() for p in params]
+        clip[...] = 2.0
+        run = []
+        for change, grads in zip(changes, steps):
+            if isinstance(change, str):
+                clip[...] = 0.25
+            else:
+                opt.global_clipnorm = change
+            if pack:
+                grads = [write(v, g) for v, g in zip(opt.packed_gradients(), grads)]
+            opt.apply(grads, ps)
+            run.append(states(opt, ps))
+        runs.append(run)
+    assert_same_runs(*runs, "global_clipnorm changed between steps")  # every norm is over 2: each clip binds
 
 
 def test_the_one_call_global_norm_takes_only_a_numpy_buffers_own_gradients():

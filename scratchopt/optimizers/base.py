@@ -550,8 +550,9 @@ class Optimizer(checks.Configurable):
         the fused path, for a rule the engine runs (not ``per_tensor``, no own
         ``run_rule``), each gradient already of its param's dtype (Keras clips before the
         cast). ``clipnorm`` needs one tensor per triple (no packed buffers); a global
-        scale is one number for every triple: for the gradients of one buffer, one
-        compiled call (``clipping_fast``).
+        scale is one number for every triple. For the gradients of one buffer (one
+        triple) it is a ``clipping_fast.GlobalNorm``: the rule's kernel computes the factor
+        first, in the same compiled call.
         """
         if not fused or self.per_tensor or type(self).run_rule is not Optimizer.run_rule:
             return None
@@ -560,8 +561,8 @@ class Optimizer(checks.Configurable):
         if not (by_norm or by_global) or (by_norm and self._packs):
             return None
         buffer = self._one_buffer(grads, indices, ours) if by_global else None
-        if buffer is not None:
-            return [(clipping_fast._global_scale(*buffer, self.global_clipnorm),)] * len(grads)
+        if buffer is not None:  # one triple, whose kernel computes the factor first
+            return [clipping_fast._step_norm(*buffer, self.global_clipnorm)]
         if any(g.dtype != self._params[i].dtype or not isinstance(g, np.ndarray)
                for g, i in zip(grads, indices)):
             return None
@@ -574,7 +575,7 @@ class Optimizer(checks.Configurable):
         return [(scale,)] * len(grads)  # a packed buffer is one triple of several gradients
 
     def _one_buffer(self, grads, indices, ours):
-        """``(flat, starts, sizes)`` for ``clipping_fast._global_scale`` when the gradients
+        """``(flat, starts, sizes)`` for ``clipping_fast._step_norm`` when the gradients
         are one buffer it takes (``clipping_fast.wanted``): this optimizer's own
         ``packed_gradients()`` of one packed buffer (its params in order: the buffer's), or
         one whole gradient of its param's dtype; else None. Checked already: by ``apply``,
@@ -585,7 +586,7 @@ class Optimizer(checks.Configurable):
         if len(grads) == 1 and type(grads[0]) is np.ndarray and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)
             if flat.dtype == self._params[indices[0]].dtype and clipping_fast.wanted(flat):
-                return flat, _FIRST, (flat.size,)
+                return flat, _FIRST, clipping_fast.whole(flat.size)
         return None
 
     def _decay(self, decaying, lr, fused):

@@ -229,7 +229,8 @@ def by_global_norm(grads, global_clipnorm, fused=None):
 def global_scale(grads, global_clipnorm):
     """The one factor ``clip_by_global_norm`` multiplies every gradient by (the fused step
     multiplies inside the rule's pass: ``engine.run(..., prescale=(scale,))``; for one
-    gradient buffer it computes this in one compiled call: ``clipping_fast``)."""
+    gradient buffer the rule's kernel computes it first, in the same compiled call:
+    ``clipping_fast``)."""
     norm = _global_norm(grads)
     dtype = norm.dtype
     scale = as_dtype(global_clipnorm, dtype) * minimum(

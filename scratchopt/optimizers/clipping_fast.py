@@ -1,4 +1,4 @@
-"""``global_clipnorm``'s factor for one gradient buffer, in one compiled call.
+"""``global_clipnorm``'s factor for one gradient buffer, in one compiled function.
 
 ``clipping.global_scale`` is the readable reference. For the gradients of one buffer (one
 whole gradient, or a packed buffer's params back to back) this module does its steps in
@@ -12,19 +12,29 @@ one numba function, in the same order, with the same roundings::
 
 Why: at 1e5 float32 elements a clipped Adam step took 1.72x an unclipped one, and most
 of the difference was Python between those lines (checks, wrappers, NumPy scalar
-operations), not the read of the gradients. ``scratchopt bench --components
-adam,adam_global_clip`` and ``python benchmarks/issue16_summary.py`` measure the ratio,
-``python benchmarks/clip_overhead.py`` where the clipped step's extra time goes;
-``benchmarks/results/intel-xeon-2c/README.md`` has the runs before and after.
+operations), not the read of the gradients.
+
+In an optimizer step this function is not called from Python at all: the step hands the
+rule's fused kernel a ``GlobalNorm`` (what the function needs besides the gradient), and
+the kernel calls it first, then runs the rule with the factor, in one compiled call
+(``optimizers/engine/fused_cpu.py``, ``scaling="global"``). Where the kernel runs in
+parallel, so do the sums of squares, each thread over about the part of the gradient its
+part of the rule then reads. ``_step_norm`` remembers a buffer's ``GlobalNorm`` between
+steps. ``scratchopt bench --components adam,adam_global_clip`` and ``python
+benchmarks/issue16_summary.py`` measure the ratio, ``python benchmarks/clip_overhead.py``
+where the clipped step's extra time goes; ``benchmarks/results/intel-xeon-2c/README.md``
+has the runs before and after.
 
 The bits: every operation above is one IEEE operation of the gradients' dtype (``sqrt``
 and ``/`` are correctly rounded, ``min`` is ``np.minimum``'s: NaN if either is NaN), run
-in the calling thread inside the step's ``tf_arithmetic`` (flush-to-zero as TF), and
+in the calling thread inside the step's ``tf_arithmetic`` (flush-to-zero as TF; the
+parallel sums set the caller's flush bits in each worker, as ``sums_fast`` does), and
 ``1 / c`` and ``c`` are rounded to the dtype in Python, as the reference does.
 ``parity_tests/test_sums_fast.py`` compares the bits with ``clipping.global_scale``.
 """
 
 import functools
+import typing
 
 import numpy as np
 
@@ -72,16 +82,66 @@ def global_scale(flat, starts, sizes, global_clipnorm):
 def _global_scale(flat, starts, sizes, global_clipnorm):
     """``global_scale`` without its checks (``starts`` an int64 array, ``sizes`` a tuple),
     inside the caller's ``tf_arithmetic``."""
+    return _global_norm(flat, starts, sizes, global_clipnorm).scale(flat)
+
+
+class GlobalNorm(typing.NamedTuple):
+    """What ``_kernel``'s function needs, after ``flat`` and ``chunks``, for the factor of
+    one buffer's segments. An optimizer step hands it to the rule's fused kernel
+    (``engine.run(..., prescale=GlobalNorm(...))``), which computes the factor first, in the
+    same compiled call, and then scales each gradient element as it reads it; any other
+    path calls ``scale``."""
+
+    starts: np.ndarray  # each segment's first element in ``flat`` (int64)
+    plans: tuple  # sums_fast._segment_plans: every segment's Eigen tree
+    total_plan: tuple  # sums_fast._plan: the tree that adds up the segments' sums
+    c: np.generic  # global_clipnorm in the dtype
+    inverse: np.generic  # 1 / global_clipnorm (in double), then in the dtype
+
+    def scale(self, flat):
+        """The factor of ``flat``'s segments: a scalar of its dtype (inside ``tf_arithmetic``)."""
+        chunks = sums_fast._chunks(flat.size, max(1, self.plans[3].size))
+        return flat.dtype.type(_kernel(sums_fast._packet_size(flat.dtype), chunks > 1)(flat, chunks, *self))
+
+
+def _global_norm(flat, starts, sizes, global_clipnorm):
+    """The ``GlobalNorm`` of ``flat``'s segments (unchecked, as ``_global_scale``)."""
     packet = sums_fast._packet_size(flat.dtype)
-    plans = sums_fast._segment_plans(sizes, packet)
-    chunks = sums_fast._chunks(flat.size, max(1, plans[3].size))
-    total_plan = sums_fast._plan(0, len(sizes), packet)
     try:
         c, inverse = _constants(global_clipnorm, flat.dtype)
     except TypeError:  # unhashable (a 0-d array assigned to ``opt.global_clipnorm``): not cached
         c, inverse = _constants.__wrapped__(global_clipnorm, flat.dtype)
-    scale = _kernel(packet, chunks > 1)(flat, starts, plans, chunks, total_plan, c, inverse)
-    return flat.dtype.type(scale)
+    return GlobalNorm(starts, sums_fast._segment_plans(sizes, packet), sums_fast._plan(0, len(sizes), packet),
+                      c, inverse)
+
+
+def _step_norm(flat, starts, sizes, global_clipnorm):
+    """``_global_norm``, remembered for the next step with the same ``starts`` and
+    ``sizes`` objects (a pack's ``segments``, or ``_FIRST`` and ``whole(n)``), dtype and
+    number ``global_clipnorm``. Plans and constants do not change between steps, and
+    looking them up again (hashing a 1000-tuple of sizes, say) costs more than a step's
+    norm of a small buffer. The entry holds ``starts`` and ``sizes``, so that their ids
+    are not reused while it lives."""
+    hit = _remembered.get(id(sizes))
+    if (hit is not None and hit[0] is starts and hit[1] is sizes and hit[2] == flat.dtype
+            and type(hit[3]) is type(global_clipnorm) and hit[3] == global_clipnorm):
+        return hit[4]
+    norm = _global_norm(flat, starts, sizes, global_clipnorm)
+    if isinstance(global_clipnorm, (int, float, np.number)):  # immutable: a 0-d array is not
+        if len(_remembered) >= 64:
+            _remembered.clear()
+        _remembered[id(sizes)] = (starts, sizes, flat.dtype, global_clipnorm, norm)
+    return norm
+
+
+_remembered = {}  # id(sizes) -> (starts, sizes, dtype, global_clipnorm, GlobalNorm)
+
+
+@functools.lru_cache(maxsize=256)
+def whole(n):
+    """``(n,)``, the same tuple for the same ``n``: the sizes of a gradient that is one
+    segment of its own, which ``_step_norm`` then finds by identity."""
+    return (n,)
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,7 +159,9 @@ def _kernel(packet, parallel):
     tree = sums_fast._kernels(packet, "none")["tree_serial"]
 
     @numba.njit(**options)
-    def global_scale(flat, starts, plans, chunks, total_plan, c, inverse):
+    def global_scale(flat, chunks, starts, plans, total_plan, c, inverse):
+        """The factor of ``flat``'s segments (``GlobalNorm``'s fields after ``chunks``),
+        their leaves in ``chunks`` parallel chunks when ``parallel``."""
         sizes = plans[0]
         squared = np.empty(sizes.size, flat.dtype)
         squares(flat, starts, *plans, squared, chunks)

@@ -44,6 +44,7 @@ import os
 import numpy as np
 
 from ...backend import namespace
+from ..clipping_fast import GlobalNorm
 from . import fused_cpu, fused_gpu
 
 #: The values of ``Optimizer.backend`` and of the environment variable ``SCRATCHOPT_BACKEND``.
@@ -84,8 +85,9 @@ def run(rule, g, var, slots, scalars, fused=True, prescale=None):
     not the machine's, say), the rule runs as array code.
 
     ``prescale``: the gradient's norm clipping, ``(c, d)`` for ``(g * c) / d`` or ``(s,)``
-    for ``g * s`` (``clipping.norm_factors``, ``clipping.global_scale``). The fused CPU
-    kernel does it in the rule's own pass; array code first makes the clipped copy.
+    for ``g * s`` (``clipping.norm_factors``, ``clipping.global_scale``), or a
+    ``clipping_fast.GlobalNorm`` of ``g``'s segments (``s`` not computed yet). The fused
+    CPU kernel does it in the rule's own call; array code first makes the clipped copy.
     """
     arrays = [g, var, *slots]
     if fused:
@@ -114,6 +116,8 @@ def run(rule, g, var, slots, scalars, fused=True, prescale=None):
 
 def _prescaled(g, prescale):
     """The clipped gradient, as the clipping functions compute it."""
+    if isinstance(prescale, GlobalNorm):  # the factor not computed yet
+        return g * prescale.scale(g.reshape(-1))
     return (g * prescale[0]) / prescale[1] if len(prescale) == 2 else g * prescale[0]
 
 

@@ -51,7 +51,9 @@ import types
 
 import numpy as np
 
-from ...numerics import FTZ_DAZ
+from ...numerics import FTZ_DAZ, sums_fast
+from .. import clipping_fast
+from ..clipping_fast import GlobalNorm
 from . import fusion
 
 #: From this many bytes per array on, the kernel runs in parallel (numba ``prange``, one
@@ -110,7 +112,8 @@ def run(rule, arrays, scalars, prescale=None):
     ``arrays`` is ``[g, var, *slots]`` (None for an unused slot) and must be ``eligible``.
     ``prescale``: the gradient's clipping, done in the same pass: ``(c, d)`` for
     ``(g * c) / d`` (clipnorm), ``(s,)`` for ``g * s`` (global_clipnorm), scalars of the
-    arrays' dtype.
+    arrays' dtype; or a ``clipping_fast.GlobalNorm`` of the gradient's segments, whose
+    factor ``s`` the kernel computes first, in the same call.
     Returns True; or False, having changed nothing, when numba cannot compile the rule
     for these inputs (a custom optimizer's rule may use what numba does not support): the
     caller then runs the NumPy path, and a ``RuntimeWarning`` says why, once per kernel
@@ -119,9 +122,12 @@ def run(rule, arrays, scalars, prescale=None):
     literals, values = fusion.split_scalars(scalars, arrays[1].dtype.type)
     parallel = arrays[1].nbytes >= PARALLEL_MIN_BYTES and _threads() > 1
     missing = tuple(a is None for a in arrays)
-    scaling = len(prescale) if prescale else 0
-    if scaling:
-        values = values + [arrays[1].dtype.type(x) for x in prescale]
+    if isinstance(prescale, GlobalNorm):  # the kernel computes the factor first
+        scaling, values = "global", values + list(prescale)
+    else:
+        scaling = len(prescale) if prescale else 0
+        if scaling:
+            values = values + [arrays[1].dtype.type(x) for x in prescale]
     if _fallbacks.failed(rule) and _failure_key(rule, missing, scalars, literals, parallel, arrays, values) in _fallbacks:
         return False
     import numba
@@ -201,10 +207,19 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
     ``missing[k]`` says whether the rule's k-th array argument is None this time;
     ``literals`` maps the bool/None scalars (written into the loop) to their values;
     ``scaling``: the gradient is clipped in the loop, ``(g[_i] * _c) / _d`` (2: clipnorm)
-    or ``g[_i] * _c`` (1: global_clipnorm), the clipping functions' own operations.
+    or ``g[_i] * _c`` (1: global_clipnorm), the clipping functions' own operations; or
+    ``"global"``: as 1, the kernel taking a ``clipping_fast.GlobalNorm``'s fields instead
+    of ``_c``, and computing ``_c`` from the whole gradient first (in ``_get_num_threads()``
+    chunks when ``parallel``)::
+
+        def _kernel(g, var, m, v, alpha, ..., _norm_starts, _norm_plans, _norm_total, _norm_c, _norm_inverse):
+            _clip_c = _global_scale(g, 1, _norm_starts, _norm_plans, _norm_total, _norm_c, _norm_inverse)
+            _chunk(g, var, m, v, alpha, ..., _clip_c)
     """
     array_names, keyword_names = fusion.rule_signature(rule, missing, scalar_names)
     arrays = [n for n, gone in zip(array_names, missing) if not gone]
+    by_norm = scaling == "global"
+    scaling = 1 if by_norm else scaling
     values = [n for n in scalar_names if n not in literals] + ["_clip_c", "_clip_d"][:scaling]
     arguments = ", ".join(arrays + values)
     reads = [f"{n}[_i]" if not gone else "None" for n, gone in zip(array_names, missing)]
@@ -216,7 +231,12 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
              f"        _r = _rule({call})"]
     lines += [f"        {n}[_i] = _r[{k}]" for k, (n, gone) in enumerate(zip(array_names[1:], missing[1:]))
               if not gone]
-    lines += ["", "", f"def _kernel({arguments}):"]
+    if by_norm:
+        norm = ", ".join(_NORM_FIELDS)
+        lines += ["", "", f"def _kernel({', '.join(arrays + values[:-1])}, {norm}):",
+                  f"    _clip_c = _global_scale({arrays[0]}, {'_get_num_threads()' if parallel else 1}, {norm})"]
+    else:
+        lines += ["", "", f"def _kernel({arguments}):"]
     if not parallel:
         lines += [f"    _chunk({arguments})"]
     else:
@@ -244,6 +264,7 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
 
 
 _OPTIONS = {"fastmath": False, "error_model": "numpy", "nogil": True}
+_NORM_FIELDS = ["_norm_" + name for name in GlobalNorm._fields]
 
 
 def _namespace(rule, dtype):
@@ -276,6 +297,9 @@ def _compile(rule, missing, scalar_names, literals, parallel, scaling, dtype):
 
     namespace = _namespace(rule, dtype)
     _run_source(source(rule, missing, scalar_names, dict(literals), parallel, scaling), namespace, rule)
+    if scaling == "global":  # the factor's function; the loop is global_clipnorm's (scaling 1)
+        namespace["_global_scale"] = clipping_fast._kernel(sums_fast._packet_size(dtype), parallel)
+        scaling = 1
     namespace["_chunk"] = _chunks.get(rule, missing, scalar_names, literals, scaling, dtype)
     return numba.njit(namespace["_kernel"], parallel=parallel, **_OPTIONS)
 
