@@ -459,11 +459,13 @@ def _kernels(packet, transform):
         loop = numba.prange if parallel else range
 
         def segment_sums(x, starts, sizes, plan, leaf_segment, leaf_offsets, leaf_lengths, leaf_first, lefts, rights,
-                         inner, roots, width, out, chunks):
+                         inner, roots, width, leaf_out, rest, out, chunks):
             """Segment s of flat ``x`` (``sizes[s]`` elements from ``starts[s]``) as a tensor of
             its own: Eigen's tree (plan ``plan[s]``). Every leaf of every segment first, the
             leaves in ``chunks`` chunks (balanced: a leaf is at most a few thousand elements);
-            then each segment's tree from its leaves, ``leaf_first[s]`` on."""
+            a segment that is one leaf (``leaf_out[k]``: its index, else -1) is that leaf's
+            sum, written there. Then the ``rest``: each tree from its leaves,
+            ``leaf_first[s]`` on, and the segments of 0 and 1 elements."""
             count = leaf_offsets.size
             leaf_sums = np.empty(count, x.dtype)
             mode = get_mxcsr() & FTZ_DAZ
@@ -479,9 +481,12 @@ def _kernels(packet, transform):
                     k += 2
                 if k < stop:
                     leaf_sums[k] = leaf(x, starts[leaf_segment[k]] + leaf_offsets[k], leaf_lengths[k], acc)
+                for j in range(c * per, stop):  # the tree is its one leaf
+                    if leaf_out[j] >= 0:
+                        out[leaf_out[j]] = leaf_sums[j]
                 set_mxcsr(saved)
             sums = np.empty(width, x.dtype)
-            for seg in range(sizes.size):
+            for seg in rest:
                 if sizes[seg] == 0:
                     out[seg] = 0
                 elif sizes[seg] == 1:  # nothing to add up: TF copies the element
@@ -489,9 +494,6 @@ def _kernels(packet, transform):
                 else:
                     q, first = plan[seg], leaf_first[seg]
                     leaves, nodes = leaf_first[seg + 1] - first, inner[q]
-                    if leaves == 1:  # the tree is its one leaf
-                        out[seg] = leaf_sums[first]
-                        continue
                     for j in range(leaves):
                         sums[j] = leaf_sums[first + j]
                     out[seg] = combine(sums[:leaves + nodes], lefts[q, :nodes], rights[q, :nodes], roots[q])
@@ -567,7 +569,8 @@ def _stacked_nodes(plans):
 def _segment_plans(sizes, packet):
     """The trees of segments of ``sizes`` (a tuple), each as a tensor of its own (``_plan``
     from 0): every leaf (its segment, offset in it, length), where each segment's leaves
-    start, and the inner nodes of each distinct size, stacked as ``_row_plans`` does."""
+    start, and the inner nodes of each distinct size, stacked as ``_row_plans`` does; then
+    each leaf's segment if it is that segment's only leaf (else -1), and the other segments."""
     distinct = sorted({n for n in sizes if n >= 2})
     plans = [_plan(0, n, packet) for n in distinct]
     which = {n: q for q, n in enumerate(distinct)}
@@ -581,9 +584,12 @@ def _segment_plans(sizes, packet):
             leaf_lengths += lengths.tolist()
         leaf_first.append(len(leaf_offsets))
     width = max([len(p[0]) + len(p[2]) for p in plans] + [1])
+    one_leaf = [leaf_first[seg + 1] - leaf_first[seg] == 1 for seg in range(len(sizes))]
+    leaf_out = [seg if one_leaf[seg] else -1 for seg in leaf_segment]
+    rest = [seg for seg in range(len(sizes)) if not one_leaf[seg]]
     as_array = functools.partial(np.array, dtype=np.int64)
     return (as_array(sizes), plan, as_array(leaf_segment), as_array(leaf_offsets), as_array(leaf_lengths),
-            as_array(leaf_first), *_stacked_nodes(plans), width)
+            as_array(leaf_first), *_stacked_nodes(plans), width, as_array(leaf_out), as_array(rest))
 
 
 def _packet_size(dtype):
