@@ -528,7 +528,7 @@ def test_packed_gradients_take_their_global_norm_in_the_rules_kernel(cls, kwargs
     assert len(seen) == len(steps)  # one kernel a step, which computed the factor
     for (norm, factor), grads in zip(seen, steps):
         assert norm.starts.tolist() == [0, *np.cumsum([g.size for g in grads])[:-1]]
-        assert norm.plans[0].tolist() == [g.size for g in grads]
+        assert norm.sizes.tolist() == [g.size for g in grads]
         with tf_arithmetic():
             assert same_bits(factor, clipping.global_scale(grads, 0.7))
 

@@ -212,8 +212,8 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
     of ``_c``, and computing ``_c`` from the whole gradient first (in ``_get_num_threads()``
     chunks when ``parallel``)::
 
-        def _kernel(g, var, m, v, alpha, ..., _norm_starts, _norm_plans, _norm_total, _norm_c, _norm_inverse):
-            _clip_c = _global_scale(g, 1, _norm_starts, _norm_plans, _norm_total, _norm_c, _norm_inverse)
+        def _kernel(g, var, m, v, alpha, ..., _norm_layout, _norm_c, _norm_inverse):
+            _clip_c = _global_scale(g, 1, _norm_layout, _norm_c, _norm_inverse)
             _chunk(g, var, m, v, alpha, ..., _clip_c)
     """
     array_names, keyword_names = fusion.rule_signature(rule, missing, scalar_names)
