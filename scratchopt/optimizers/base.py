@@ -586,7 +586,7 @@ class Optimizer(checks.Configurable):
         if len(grads) == 1 and type(grads[0]) is np.ndarray and grads[0].flags.c_contiguous:
             flat = grads[0].reshape(-1)
             if flat.dtype == self._params[indices[0]].dtype and clipping_fast.wanted(flat):
-                return flat, _FIRST, clipping_fast.whole(flat.size)
+                return flat, _FIRST, clipping_fast._whole(flat.size)
         return None
 
     def _decay(self, decaying, lr, fused):

@@ -121,8 +121,8 @@ def _layout(starts, plans, total_plan):
     ``lefts`` and ``rights`` flattened) and those of ``total_plan`` (``sums_fast._plan``), in
     one int64 array: first where piece k lies (``layout[k]:layout[k + 1]``), then the
     plans' ``width``, the columns of ``lefts`` and ``rights``, the total's ``root``, then
-    the pieces. numba unboxes each array argument of a call (about 60 ns each here): this
-    is one argument instead of eighteen."""
+    the pieces. numba unboxes each array argument of a call, one by one: this is one
+    argument instead of eighteen."""
     sizes, plan, leaf_segment, offsets, lengths, first, lefts, rights, inners, roots, width, leaf_out, rest = plans
     total_offsets, total_lengths, total_lefts, total_rights, root = total_plan
     pieces = [starts, sizes, plan, leaf_segment, offsets, lengths, first, lefts.ravel(), rights.ravel(), inners,
@@ -148,7 +148,7 @@ def _global_norm(flat, starts, sizes, global_clipnorm):
 
 def _step_norm(flat, starts, sizes, global_clipnorm):
     """``_global_norm``, remembered for the next step with the same ``starts`` and
-    ``sizes`` objects (a pack's ``segments``, or ``_FIRST`` and ``whole(n)``), dtype and
+    ``sizes`` objects (a pack's ``segments``, or ``_FIRST`` and ``_whole(n)``), dtype and
     number ``global_clipnorm``. Plans and constants do not change between steps, and
     looking them up again (hashing a 1000-tuple of sizes, say) costs more than a step's
     norm of a small buffer. The entry holds ``starts`` and ``sizes``, so that their ids
@@ -169,7 +169,7 @@ _remembered = {}  # id(sizes) -> (starts, sizes, dtype, global_clipnorm, GlobalN
 
 
 @functools.lru_cache(maxsize=256)
-def whole(n):
+def _whole(n):
     """``(n,)``, the same tuple for the same ``n``: the sizes of a gradient that is one
     segment of its own, which ``_step_norm`` then finds by identity."""
     return (n,)
