@@ -58,8 +58,8 @@ def global_scale(flat, starts, sizes, global_clipnorm):
 
     ``flat`` must be ``wanted``, with at least one segment, every one inside it, and
     ``global_clipnorm`` a positive number: a TypeError or ValueError otherwise (an
-    ImportError without numba), before anything is read. (An optimizer step calls ``_global_scale``, its buffer's segments
-    being inside by construction.)
+    ImportError without numba), before anything is read. (An optimizer step skips these
+    checks, its buffer's segments being inside by construction: ``_step_norm``.)
 
     >>> import numpy as np
     >>> float(global_scale(np.array([3.0, 4.0, 12.0]), [0, 2], (2, 1), 6.5))  # norm 13
@@ -76,13 +76,7 @@ def global_scale(flat, starts, sizes, global_clipnorm):
         raise ValueError("sizes must name at least one segment, got none")
     sums._check_segments(flat, starts, sums._as_counts(sizes))
     with tf_arithmetic():
-        return _global_scale(flat, starts, sizes, global_clipnorm)
-
-
-def _global_scale(flat, starts, sizes, global_clipnorm):
-    """``global_scale`` without its checks (``starts`` an int64 array, ``sizes`` a tuple),
-    inside the caller's ``tf_arithmetic``."""
-    return _global_norm(flat, starts, sizes, global_clipnorm).scale(flat)
+        return _global_norm(flat, starts, sizes, global_clipnorm).scale(flat)
 
 
 class GlobalNorm(typing.NamedTuple):
@@ -108,7 +102,7 @@ class GlobalNorm(typing.NamedTuple):
 
     def scale(self, flat):
         """The factor of ``flat``'s segments: a scalar of its dtype (inside ``tf_arithmetic``)."""
-        chunks = sums_fast._chunks(flat.size, flat.size)
+        chunks = sums_fast._chunks(flat.size, max(1, _piece(self.layout, 3).size))  # at most a chunk a leaf
         return flat.dtype.type(_kernel(sums_fast._packet_size(flat.dtype), chunks > 1)(flat, chunks, *self))
 
 
@@ -136,7 +130,8 @@ def _piece(layout, k):
 
 
 def _global_norm(flat, starts, sizes, global_clipnorm):
-    """The ``GlobalNorm`` of ``flat``'s segments (unchecked, as ``_global_scale``)."""
+    """The ``GlobalNorm`` of ``flat``'s segments, unchecked (``starts`` an int64 array,
+    ``sizes`` a tuple)."""
     packet = sums_fast._packet_size(flat.dtype)
     try:
         c, inverse = _constants(global_clipnorm, flat.dtype)

@@ -231,7 +231,7 @@ def source(rule, missing, scalar_names, literals, parallel, scaling=0):
              f"        _r = _rule({call})"]
     lines += [f"        {n}[_i] = _r[{k}]" for k, (n, gone) in enumerate(zip(array_names[1:], missing[1:]))
               if not gone]
-    if by_norm:
+    if by_norm:  # the kernel takes the norm's fields in place of ``_clip_c``, and computes it
         norm = ", ".join(_NORM_FIELDS)
         lines += ["", "", f"def _kernel({', '.join(arrays + values[:-1])}, {norm}):",
                   f"    _clip_c = _global_scale({arrays[0]}, {'_get_num_threads()' if parallel else 1}, {norm})"]
