@@ -212,6 +212,56 @@ def test_stand_alone_clipping_writes_numpys_bits_in_one_pass(dtype):
                 assert same_bits(a, b), (clip.__name__, limit, a.size)
 
 
+@needs_numba
+@pytest.mark.skipif(not engine.stream_copy._X86, reason="non-temporal stores are written for x86-64 only")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@settings(max_examples=scaled(30))
+@given(data=st.data())
+def test_the_streamed_copy_writes_numpys_bits(dtype, data):
+    """``stream_copy.scaled_copy``: the elements before ``out``'s first 64-byte line, the
+    non-temporal packets (in every thread's chunk) and the tail are each the NumPy line's
+    ``(g * c) / d`` or ``g * s``, subnormal, NaN and inf values and factors included, with
+    flush-to-zero (as inside a clipping call) and without."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    n = data.draw(st.sampled_from([0, 1, 7, 15, 16, 17, 100, 1000, 4099, 70001]), label="n")
+    shift = data.draw(st.integers(0, 15), label="out's offset in elements")
+    g = mixed(rng, n + 1, dtype, nonfinite=True)[1:]  # g's own alignment unlike out's
+    t = np.dtype(dtype).type
+    factors = st.sampled_from([0.5, 3.0, 1e-30, 1e-300, 1e30, np.inf, np.nan, 0.0, -0.0])
+    prescale = tuple(t(x) for x in data.draw(st.one_of(st.tuples(factors), st.tuples(factors, factors)),
+                                             label="prescale"))
+    flushed = data.draw(st.booleans(), label="flush-to-zero")
+    out = np.empty(n + shift, dtype)[shift:]
+    with tf_arithmetic() if flushed else contextlib.nullcontext(), np.errstate(all="ignore"):
+        want = g * prescale[0] if len(prescale) == 1 else (g * prescale[0]) / prescale[1]
+        engine.stream_copy.scaled_copy(g, out, prescale)
+    assert same_bits(want, out), (n, shift, prescale, flushed)
+
+
+@needs_numba
+@pytest.mark.skipif(not engine.stream_copy._X86, reason="non-temporal stores are written for x86-64 only")
+@pytest.mark.parametrize("clip", ["clip_by_norm", "clip_by_global_norm"])
+def test_a_clipping_call_that_writes_min_bytes_streams_its_copies(clip, monkeypatch):
+    """The copies of one call are streamed when the call writes ``MIN_BYTES`` or more in all
+    (counted over its tensors), and not below; either way their bits are the NumPy path's."""
+    from scratchopt import clipping as public
+
+    clip = getattr(public, clip)
+    rng = np.random.default_rng(3)
+    grads = [mixed(rng, n, np.float32, nonfinite=k == 1) for k, n in enumerate((40000, 50001, 9))]
+    total = sum(g.nbytes for g in grads)
+    with mock.patch.dict("os.environ", {"SCRATCHOPT_BACKEND": "numpy"}):
+        want = clip(grads, 0.5)
+    for min_bytes, streamed in ((total, True), (total + 1, False)):
+        monkeypatch.setattr(engine.stream_copy, "MIN_BYTES", min_bytes)
+        with mock.patch.object(engine.stream_copy, "scaled_copy", wraps=engine.stream_copy.scaled_copy) as spy:
+            got = clip(grads, 0.5)
+        # the two over COMPILED_MIN_ELEMENTS; the 9 elements are NumPy's line
+        assert [call.args[0].size for call in spy.call_args_list] == ([40000, 50001] if streamed else [])
+        for a, b in zip(want, got):
+            assert same_bits(a, b), (clip.__name__, streamed, a.size)
+
+
 def test_the_kernel_reads_the_clipped_gradient():
     text = fused.source(sgd.update, (False, False, True), ("lr", "momentum", "nesterov"), {"nesterov": False},
                         parallel=False, scaling=2)

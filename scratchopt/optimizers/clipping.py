@@ -114,9 +114,11 @@ def by_norm(grads, clipnorm, fused=None):
     step is ``fused``; None: ``SCRATCHOPT_BACKEND`` decides)."""
     _no_half(grads, "clipnorm")
 
+    stream = _streamed(grads)
+
     def clip(g):
         c, d = norm_factors(g, clipnorm)
-        return _scaled_copy(g, (c, d), fused)
+        return _scaled_copy(g, (c, d), fused, stream)
 
     return [None if g is None else clip(g) for g in grads]
 
@@ -135,15 +137,25 @@ def _copy(g, out):
 COMPILED_MIN_ELEMENTS = 1 << 15
 
 
-def _scaled_copy(g, prescale, fused=None):
+def _streamed(grads):
+    """Whether the copies of ``grads`` are written past the cache: when the optimizer that
+    takes them would find them there no more anyway (``engine.stream_copy``)."""
+    return engine.stream_copy.big(sum(g.nbytes for g in grads if g is not None))
+
+
+def _scaled_copy(g, prescale, fused=None, stream=False):
     """``(g * c) / d`` for ``prescale = (c, d)``, ``g * s`` for ``(s,)``: the same operations,
-    one compiled pass where the engine's fused path takes ``g`` (NumPy makes a temporary)."""
+    one compiled pass where the engine's fused path takes ``g`` (NumPy makes a temporary),
+    with non-temporal stores when ``stream``."""
     if fused is None:
         fused = engine.wants_fused("auto", [g])
     if (fused and g.size >= COMPILED_MIN_ELEMENTS and engine.fused_cpu.available()
             and engine.fused_cpu.eligible([g, g])):
         out = memory.empty_like(g)  # a dropped copy's memory when there is one
-        engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)
+        if stream and engine.stream_copy.wanted(g, out):  # out's lines written unread
+            engine.stream_copy.scaled_copy(g, out, prescale)
+        else:
+            engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)
         return out
     return (g * prescale[0]) / prescale[1] if len(prescale) == 2 else g * prescale[0]
 
@@ -223,7 +235,8 @@ def by_global_norm(grads, global_clipnorm, fused=None):
     if all(g is None for g in grads):
         return list(grads)
     scale = global_scale(grads, global_clipnorm)
-    return [None if g is None else _scaled_copy(g, (scale,), fused) for g in grads]
+    stream = _streamed(grads)
+    return [None if g is None else _scaled_copy(g, (scale,), fused, stream) for g in grads]
 
 
 def global_scale(grads, global_clipnorm):

@@ -45,7 +45,7 @@ import numpy as np
 
 from ...backend import namespace
 from ..clipping_fast import GlobalNorm
-from . import fused_cpu, fused_gpu
+from . import fused_cpu, fused_gpu, stream_copy
 
 #: The values of ``Optimizer.backend`` and of the environment variable ``SCRATCHOPT_BACKEND``.
 BACKENDS = ("auto", "numpy", "fused")
