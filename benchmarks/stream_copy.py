@@ -1,6 +1,6 @@
 """The clipped copy with ordinary stores and with non-temporal ones, at each size.
 
-    python benchmarks/stream_copy.py [--sizes 1e5 1e6 3e6 5e6 1e7] [--tensors 1 4] [--repeats 400] [--rounds 5]
+    python benchmarks/stream_copy.py [--sizes 1e5 1e6 3e6 5e6 7e6 1e7] [--tensors 1 4] [--repeats 400] [--rounds 5]
 
 ``clip_by_norm([g], 1.0)`` of ``n`` float32 elements (``--tensors 1``), or
 ``clip_by_global_norm`` of 4 tensors of ``n / 4`` (``--tensors 4``), as ``scratchopt bench``
@@ -77,7 +77,7 @@ def measure(n, tensors, repeats, rounds, rng):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["1e5", "1e6", "3e6", "5e6", "1e7"])
+    parser.add_argument("--sizes", nargs="+", default=["1e5", "1e6", "3e6", "5e6", "7e6", "1e7"])
     parser.add_argument("--tensors", nargs="+", type=int, default=[1, 4])
     parser.add_argument("--repeats", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=5)
