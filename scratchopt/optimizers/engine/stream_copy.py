@@ -23,8 +23,8 @@ cache, and the optimizer step that takes the clipped gradients reads them right 
 small enough output would still have been in the cache then; a big one would not, and
 streaming it saves its read-for-ownership. ``python benchmarks/stream_copy.py`` measures
 both stores, each followed by that read, at each size; on the 2-core development VM (2 MiB
-of L2 per core, a share of a 105 MiB L3) streaming lost up to 11.4 MiB, lost or won at 19
-MiB from run to run, and won from 26.7 MiB on
+of L2 per core, a share of a 105 MiB L3) streaming lost up to 11.4 MiB, came out about even
+at 19 MiB, and won from 26.7 MiB on
 (``benchmarks/results/intel-xeon-2c/issue16_stream_copy.txt``), hence 24 MiB. It counts
 all the outputs of one call (``clip_by_global_norm``'s four tensors of 10 MB are 40 MB
 written before the step reads the first).
