@@ -20,9 +20,9 @@ multiply, and ``clipped python - unclipped python`` the clipping's own Python.
 """
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_ms
 
 from scratchopt import optimizers
 from scratchopt.numerics import tf_arithmetic
@@ -30,12 +30,7 @@ from scratchopt.optimizers.engine import fused_cpu
 
 
 def median_us(f, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
+    return 1e3 * median_ms(f, repeats)
 
 
 def step(n, tensors, clip, rng):

@@ -19,21 +19,16 @@ ratio clipped / unclipped is then ``read 5n / read 4n``, not 8/7 of the bytes.
 """
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_ms
 
 from scratchopt import optimizers
 from scratchopt.numerics import sums_fast, tf_arithmetic
 
 
 def median_us(f, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
+    return 1e3 * median_ms(f, repeats)
 
 
 def adam(n, clip, rng):

@@ -19,21 +19,16 @@ alike. ``stream_copy.MIN_BYTES`` is where ``streamed`` starts to win.
 """
 
 import argparse
-import time
 
 import numpy as np
+from timing import median_ms
 
 from scratchopt.clipping import clip_by_global_norm, clip_by_norm
 from scratchopt.optimizers.engine import stream_copy
 
 
 def median_us(f, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
+    return 1e3 * median_ms(f, repeats)
 
 
 def clipped(grads, streamed, then_read=False):
