@@ -21,14 +21,10 @@ ratio clipped / unclipped is then ``read 5n / read 4n``, not 8/7 of the bytes.
 import argparse
 
 import numpy as np
-from timing import median_ms
+from timing import medians_in_turn
 
 from scratchopt import optimizers
 from scratchopt.numerics import sums_fast, tf_arithmetic
-
-
-def median_us(f, repeats):
-    return 1e3 * median_ms(f, repeats)
 
 
 def adam(n, clip, rng):
@@ -49,13 +45,7 @@ def measure(n, repeats, rounds, rng):
 
     calls = {"unclipped": adam(n, None, rng), "clipped": adam(n, 1.0, rng),
              "read 4n": lambda: read(four), "read 5n": lambda: read(five)}
-    for call in calls.values():
-        call()
-    times = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times[name].append(median_us(call, repeats))
-    t = {name: float(np.median(values)) for name, values in times.items()}
+    t = {name: 1e3 * ms for name, ms in medians_in_turn(calls, repeats, rounds).items()}
     return (f"n={n:.0e}: unclipped {t['unclipped']:.0f} us, clipped {t['clipped']:.0f} us "
             f"(clipped / unclipped {t['clipped'] / t['unclipped']:.2f}); read 4n {t['read 4n']:.0f} us, "
             f"read 5n {t['read 5n']:.0f} us (read 5n / read 4n {t['read 5n'] / t['read 4n']:.2f}); "

@@ -21,14 +21,10 @@ alike. ``stream_copy.MIN_BYTES`` is where ``streamed`` starts to win.
 import argparse
 
 import numpy as np
-from timing import median_ms
+from timing import medians_in_turn
 
 from scratchopt.clipping import clip_by_global_norm, clip_by_norm
 from scratchopt.optimizers.engine import stream_copy
-
-
-def median_us(f, repeats):
-    return 1e3 * median_ms(f, repeats)
 
 
 def clipped(grads, streamed, then_read=False):
@@ -54,13 +50,7 @@ def measure(n, tensors, repeats, rounds, rng):
         calls["torch"] = lambda: torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
     except ImportError:
         pass
-    for call in calls.values():
-        call()  # compile, and make the output that the next call reuses
-    times = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            times[name].append(median_us(call, repeats))
-    t = {name: float(np.median(values)) for name, values in times.items()}
+    t = {name: 1e3 * ms for name, ms in medians_in_turn(calls, repeats, rounds).items()}
     line = (f"n={n:.0e} ({4 * n / 2**20:.1f} MiB), {tensors} tensor{'s' if tensors > 1 else ''}: cached {t['cached']:.1f} us, streamed {t['streamed']:.1f} us "
             f"(streamed / cached {t['streamed'] / t['cached']:.2f}); then read: cached {t['cached+read']:.1f}, "
             f"streamed {t['streamed+read']:.1f} ({t['streamed+read'] / t['cached+read']:.2f})")
