@@ -152,7 +152,7 @@ def _scaled_copy(g, prescale, fused=None, stream=False):
     if (fused and g.size >= COMPILED_MIN_ELEMENTS and engine.fused_cpu.available()
             and engine.fused_cpu.eligible([g, g])):
         out = memory.empty_like(g)  # a dropped copy's memory when there is one
-        if stream and engine.stream_copy.wanted(g, out):  # out's lines written unread
+        if stream:  # out's lines written unread
             engine.stream_copy.scaled_copy(g, out, prescale)
         else:
             engine.run(_copy, g, out, [], {}, fused=True, prescale=prescale)

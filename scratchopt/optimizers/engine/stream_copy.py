@@ -42,30 +42,20 @@ from ...numerics import FTZ_DAZ
 MIN_BYTES = 24 << 20
 
 _X86 = platform.machine() in ("x86_64", "AMD64")
-_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _LINE = 64
 
 
 def big(nbytes):
-    """Whether a clipping call that writes ``nbytes`` in all streams its copies."""
-    return nbytes >= MIN_BYTES
-
-
-def wanted(g, out):
-    """Whether ``scaled_copy(g, out, ...)`` takes these arrays: an x86-64 machine, numba,
-    both C-contiguous aligned NumPy arrays of one float dtype and size, ``out`` writeable."""
-    from . import fused_cpu
-
-    return (_X86 and type(g) is np.ndarray and type(out) is np.ndarray
-            and g.dtype in _DTYPES and out.dtype == g.dtype and g.size == out.size
-            and g.flags.c_contiguous and out.flags.c_contiguous and g.flags.aligned and out.flags.aligned
-            and out.flags.writeable and fused_cpu.available())
+    """Whether a clipping call that writes ``nbytes`` in all streams its copies (on x86-64:
+    the stores and ``sfence`` are written for it)."""
+    return _X86 and nbytes >= MIN_BYTES
 
 
 def scaled_copy(g, out, prescale):
     """``out[...] = (g * c) / d`` for ``prescale = (c, d)``, ``g * s`` for ``(s,)``, the
-    scalars rounded to ``g``'s dtype; ``g`` and ``out`` must be ``wanted`` (unchecked:
-    the caller, ``clipping._scaled_copy``, asks first)."""
+    scalars rounded to ``g``'s dtype. Unchecked: ``g`` and ``out`` are arrays the engine's
+    fused path takes (``fused_cpu.eligible``), of one size, as ``clipping._scaled_copy``
+    makes sure before it calls here."""
     from . import fused_cpu
 
     t = g.dtype.type
@@ -135,7 +125,7 @@ def _stream_packets():
 
     @intrinsic
     def packets(typingctx, g, out, lo, count, c, d):
-        divide = not isinstance(d, (nb.NoneType, nb.Omitted))
+        divide = not isinstance(d, nb.NoneType)
         if not (isinstance(g, nb.Array) and isinstance(out, nb.Array) and g.dtype == out.dtype
                 and isinstance(lo, nb.Integer) and isinstance(count, nb.Integer)):
             return None
