@@ -55,12 +55,16 @@ module           holds
                  compiled, the same bits, in ``pow_fast`` (numba: imported only when used)
 ``fma``          ``fma`` (one rounding of ``a*b + c``: what PyTorch's CPU kernels do in
                  ``add(alpha=)``, ``lerp_``, ``addcmul_``; ``scratchopt.torch`` needs it)
+``philox``       ``stateless_uniform`` (``tf.random.stateless_uniform``: TF's Philox4x32-10
+                 numbers, from which Keras draws dropout masks), ``SeedGenerator`` (Keras's
+                 seed sequence); a mask compiled, the same bits, in ``philox_fast``
 ``ulp``          ``ulp_distance``
 ===============  ==========================================================================
 
 All of it is exact for NumPy arrays on one intra-op thread, which the parity tests pin.
 On CuPy arrays none of it applies (a GPU has its own libm, FMA contraction and reduction
-order): GPU results are compared with the NumPy path under a bound, not bitwise.
+order): GPU results are compared with the NumPy path under a bound, not bitwise. The
+exception is ``philox``: its integer arithmetic gives the same numbers on either device.
 """
 
 from .casts import as_dtype, keras_cast, through_float32
@@ -68,6 +72,7 @@ from .elementwise import rsqrt, rsqrt_grad
 from .fma import fma
 from .fpenv import FTZ_DAZ, FTZ_SUPPORTED, flush_denormals, tf_arithmetic
 from .libm import cos, log, power
+from .philox import SeedGenerator, stateless_uniform
 from .pow import power_array
 from .sums import reduce_mean_over, reduce_sum, reduce_sum_over
 from .ulp import ulp_distance
@@ -78,6 +83,7 @@ __all__ = [
     "power", "cos", "log",
     "reduce_sum", "reduce_sum_over", "reduce_mean_over",
     "rsqrt", "rsqrt_grad",
+    "stateless_uniform", "SeedGenerator",
     "power_array", "fma",
     "ulp_distance",
 ]
