@@ -58,3 +58,31 @@ def test_mixing_real_cupy_and_numpy_fails_before_any_change(cp):
         opt.apply([np.ones(3, np.float32)], params)
     assert not opt.built and bool((params[0] == 1).all())
     assert isinstance(to_numpy(params[0]), np.ndarray)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_draws_its_mask_on_the_gpu_with_the_cpus_bits(cp, dtype):
+    """The same seed, the same masks: TF's Philox words computed by CuPy (``numerics.philox``),
+    not drawn on the host and copied. The kept values are one IEEE multiply each, so ``y``
+    is the CPU's too (ordinary values: nothing to flush)."""
+    from unittest import mock
+
+    from scratchopt import layers
+    from scratchopt.numerics import philox
+
+    x = np.random.default_rng(0).standard_normal((64, 33)).astype(dtype)
+    cpu, gpu = layers.Dropout(0.3, seed=5), layers.Dropout(0.3, seed=5)
+    drawn, original = [], philox.stateless_uniform
+
+    def spy(*args, **kwargs):  # keeps what each draw returned
+        drawn.append(original(*args, **kwargs))
+        return drawn[-1]
+
+    for call in range(2):
+        y = cpu(x, training=True)
+        with mock.patch.object(philox, "stateless_uniform", spy):
+            y_gpu = gpu(cp.asarray(x), training=True)
+        assert len(drawn) == call + 1 and namespace(drawn[-1]) is cp
+        assert namespace(gpu.keep) is cp and namespace(y_gpu) is cp
+        assert np.array_equal(to_numpy(gpu.keep), cpu.keep)
+        assert np.array_equal(to_numpy(y_gpu), y)

@@ -34,6 +34,7 @@ from layer_info import DROPOUT_INFOS, INFOS, NORMALIZATION_INFOS
 from strategies import values
 
 from scratchopt import layers, numerics
+from scratchopt.numerics import philox
 from scratchopt.regularization import batch_normalization, layer_normalization
 from scratchopt.optimizers import SGD
 
@@ -581,16 +582,40 @@ def test_dropout_keep_rate_of_our_rng(rate, dtype, seed):
     assert not np.array_equal(masks[0], masks[1])
 
 
-@pytest.mark.parametrize("seed", [0, 7, 2**63 - 1, -1, -12345, -(2**63)])
-def test_dropout_seed_draws_as_numpy_and_a_negative_one_as_its_int64_bit_pattern(seed):
-    """``checks.generator``'s rule: ``default_rng(seed % 2**64)``. Non-negative seeds draw as
-    they always did; ``-1`` draws as ``2**64 - 1`` (Keras keeps seeds in an int64)."""
-    x = np.ones((3, 5, 40))
-    for layer in (layers.Dropout(0.5, seed=seed), layers.SpatialDropout1D(0.5, seed=seed)):
-        rng = np.random.default_rng(seed % 2**64)
-        for _ in range(2):  # the same sequence of masks
-            layer(x, training=True)
-            assert np.array_equal(layer.keep, rng.random(layer.keep.shape) >= 0.5)
+@pytest.mark.parametrize("info", DROPOUT_INFOS, ids=str)
+@pytest.mark.parametrize("backend", ["compiled", "numpy"])
+@settings(max_examples=scaled(20), deadline=None)
+@given(data=st.data())
+def test_dropout_draws_kerass_masks(tf, info, backend, data):
+    """No mask handed over: the same seed gives Keras's masks, outputs and gradients, call after call.
+
+    Seeds anywhere in int64 (Keras takes them modulo 2**31 - 2); each call spends one seed
+    pair, in both. ``numpy``: the array code (``numerics.philox``); ``compiled``: the mask in
+    one compiled pass (``philox_fast``), where numba is installed."""
+    kwargs, x, dy = data.draw(dropout_cases(info))
+    kwargs["seed"] = data.draw(st.one_of(st.integers(0, 2**31), st.integers(-(2**63), 2**63 - 1)))
+    theirs = info.keras_cls()(**kwargs, dtype=str(x.dtype))
+    with unittest.mock.patch.dict(os.environ, {"SCRATCHOPT_BACKEND": "numpy" if backend == "numpy" else ""}):
+        ours = info.cls(**kwargs)
+        for call in range(2):
+            ky, kdx = keras_dropout(tf, theirs, x, dy)
+            assert_same(ours(x, training=True), ky, f"y, call {call}")
+            assert_same(ours.backward(dy), kdx, f"dx, call {call}")
+
+
+def test_a_subnormal_rate_reads_as_zero_as_in_tf(tf):
+    """TF compares ``u >= T(rate)`` with denormals read as zero: ``rate=1e-45`` (float32's
+    smallest subnormal) keeps a ``u`` of exactly 0. Seed 3's first draw has one at index
+    2123989 (``philox.stateless_uniform``, found by search), the first in its stream."""
+    x = np.ones(2_123_990, np.float32)
+    u = philox.stateless_uniform(x.shape, (3, 0), np.float32)
+    assert np.flatnonzero(u == 0).tolist() == [2_123_989]
+    ky, _ = keras_dropout(tf, DROPOUT_INFOS[0].keras_cls()(1e-45, seed=3), x, x)
+    for backend in ["", "numpy"]:
+        with unittest.mock.patch.dict(os.environ, {"SCRATCHOPT_BACKEND": backend}):
+            ours = layers.Dropout(1e-45, seed=3)
+            assert_same(ours(x, training=True), ky, f"y ({backend or 'compiled'})")
+            assert ours.keep.all()  # without the flush, u = 0 >= 1e-45 would be dropped
 
 
 def test_every_layer_derives_from_the_one_base():

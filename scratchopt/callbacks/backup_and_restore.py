@@ -15,7 +15,8 @@ Here one file, ``<backup_dir>/latest.checkpoint`` (scratchopt's checked format,
     the shuffling generator's state                            model._rng (at the epoch's start,
                                                                 for a mid-epoch backup)
     the running loss sums and metric states (mid-epoch)
-    every layer's random generator (Dropout, ...)
+    every layer's random state: a NumPy generator (LSTM's       layer._mask_rng.bit_generator.state,
+    masks), or Dropout's place in Keras's seed sequence          layer._seeds.state
     every other callback's attributes (not the model)          EarlyStopping.wait, best, ...
     model.stop_training                                        a run that had decided to stop
 
@@ -54,6 +55,7 @@ import shutil
 import numpy as np
 
 from ..nn import saving
+from ..numerics import philox
 from .base import Callback, _of_type, batches_due
 
 NAME = "latest.checkpoint"
@@ -133,6 +135,10 @@ class BackupAndRestore(Callback):
         # everything decoded and checked first, then changed
         position = decode(extra["position"])
         layer_rngs = [(model.layers[i], name, state) for i, name, state in extra["layer_rngs"]]
+        for layer, name, state in layer_rngs:
+            if type(_random_state(getattr(layer, name, None))) is not type(state):
+                raise ValueError(f"{path!r} holds a random state for {type(layer).__name__}.{name} that this "
+                                 f"model's layer does not have: pass the same model")
         decoded = [decode(s["state"]) for s in states]
         optimizer = model.optimizer
         if "optimizer_state" in meta and not getattr(optimizer, "built", False):
@@ -141,7 +147,7 @@ class BackupAndRestore(Callback):
         if "optimizer_state" in meta:
             optimizer.load_state_dict(saving.optimizer_state(meta["optimizer_state"], arrays))
         for layer, name, state in layer_rngs:
-            getattr(layer, name).bit_generator.state = state
+            _set_random_state(getattr(layer, name), state)
         for c, state in zip(callbacks, decoded):
             for k, v in state.items():
                 setattr(c, k, v)
@@ -177,9 +183,9 @@ class BackupAndRestore(Callback):
         position = model._training_state()
         if position is None:
             raise RuntimeError("BackupAndRestore backs up a scratchopt Sequential during fit only")
-        layer_rngs = [[i, name, value.bit_generator.state]
+        layer_rngs = [[i, name, _random_state(value)]
                       for i, layer in enumerate(model.layers)
-                      for name, value in sorted(vars(layer).items()) if isinstance(value, np.random.Generator)]
+                      for name, value in sorted(vars(layer).items()) if _random_state(value) is not None]
         callbacks = [{"class": type(c).__name__, "state": encode(_state_of(c))}
                      for c in getattr(model, "_callbacks", []) if c is not self]
         extra = {"position": encode(position), "layer_rngs": layer_rngs, "callbacks": callbacks,
@@ -193,6 +199,22 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         if self.delete_checkpoint and os.path.exists(self.backup_dir):
             shutil.rmtree(self.backup_dir)
+
+
+def _random_state(value):
+    """A layer attribute's random state, as JSON: a NumPy generator's, a ``SeedGenerator``'s; else None."""
+    if isinstance(value, np.random.Generator):
+        return value.bit_generator.state
+    if isinstance(value, philox.SeedGenerator):
+        return list(value.state)
+    return None
+
+
+def _set_random_state(target, state):
+    if isinstance(target, philox.SeedGenerator):
+        target.state = [int(s) for s in state]
+    else:
+        target.bit_generator.state = state
 
 
 # --- a callback's state as JSON + arrays, exactly ---------------------------------------------------

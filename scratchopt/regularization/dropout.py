@@ -17,14 +17,20 @@ SpatialDropout is that with a fixed noise shape: it drops whole channels (featur
 
 ``rate == 1`` is allowed (Keras too) and gives zeros; ``rate == 0`` is the identity.
 
-The random numbers are *not* TensorFlow's: TF draws with its stateless Philox generator,
-seeded from ``[seed, call counter]``, which NumPy does not reproduce. Each layer here owns
-``checks.generator(seed)`` (``numpy.random.default_rng(seed % 2**64)``: a negative seed,
-which Keras accepts, draws as its int64 bit pattern) and draws a fresh mask at each training
-call: the same seed gives the same sequence of masks (as in Keras, per layer instance), and
-the same masks for NumPy and CuPy inputs (the mask is drawn on the host; for a CuPy input it
-is then copied to the GPU). To reproduce a Keras run, pass its mask: ``layer(x, training=True,
-keep=mask)`` uses ``mask`` (booleans, broadcastable to ``x``) instead of a draw.
+The random numbers are TensorFlow's, so a layer draws Keras's masks bit for bit. Keras draws
+``u = tf.random.stateless_uniform(noise_shape, seed=pair, dtype=x.dtype)`` with its Philox
+generator, and ``numerics.philox`` computes the same numbers (the algorithm is written out
+there). The seed pairs come as in Keras (``philox.SeedGenerator``): a layer made with
+``seed`` uses ``(seed, 0)``, ``(seed, 1)``, ... modulo ``2**31 - 2``, one pair per training
+call that draws. The same seed gives the same sequence of masks as ``keras.layers.Dropout``
+with that seed. With no seed, the layer picks one at random (Keras's
+``random.randint(1, 10**9)``). A layer's place in that sequence (``layer._seeds.state``) is
+saved by ``BackupAndRestore``. The same code draws the mask for a CuPy input on the GPU, with
+the same bits. To use a mask of your own: ``layer(x, training=True, keep=mask)`` uses
+``mask`` (booleans, broadcastable to ``x``) instead of a draw, and spends no seed pair.
+
+One more TF detail: the compare ``u >= T(rate)`` runs with denormals read as zero, so a
+subnormal ``T(rate)`` (``rate=1e-45`` in float32) acts as 0 and keeps a ``u`` of exactly 0.
 """
 
 import numpy as np
@@ -32,7 +38,7 @@ import numpy as np
 from .. import checks
 from ..backend import namespace
 from ..checks import received
-from ..numerics import tf_arithmetic
+from ..numerics import philox, tf_arithmetic
 from ..nn.layer import Layer
 from . import dropout_fast
 
@@ -106,8 +112,8 @@ class Dropout(Layer):
         self.rate = _rate(rate)
         self.noise_shape = _noise_shape(noise_shape)
         self.seed = _seed(seed, self.rate)
-        # seed=True passes Keras's int check and is 1; a negative seed draws as its int64 bits
-        self._rng = checks.generator(None if seed is None else int(seed)) if self.rate > 0 else None
+        # Keras makes its SeedGenerator only when rate > 0; seed=True passes its int check and is 1
+        self._seeds = philox.SeedGenerator(None if seed is None else int(seed)) if self.rate > 0 else None
         self.keep = None
 
     def get_config(self):
@@ -142,9 +148,8 @@ class Dropout(Layer):
         if not _broadcasts_to(shape, x.shape):
             raise ValueError(f"the dropout mask's shape {tuple(shape)} does not broadcast to the "
                              f"input's shape {x.shape}")
-        if keep is None:  # u ~ U[0, 1) in the input's dtype; keep = u >= T(rate)
-            keep = self._rng.random(shape, dtype=x.dtype) >= x.dtype.type(self.rate)
-            keep = xp.asarray(keep)
+        if keep is None:  # Keras's draw, with this call's seed pair
+            keep = keep_mask(shape, self._seeds.next(), self.rate, x.dtype, xp)
         else:  # a copy: backward uses this call's mask even if the caller's changes in place
             keep = xp.asarray(keep).copy()
         y, scale = self._apply(x, keep)
@@ -189,6 +194,22 @@ class Dropout(Layer):
             if dropout_fast.wanted(dy, self.keep):  # the same line, compiled: one pass
                 return dropout_fast.backward(dy, self.keep, last["scale"])
             return xp.where(self.keep, dy, dy.dtype.type(0)) * last["scale"]
+
+
+def keep_mask(shape, seed, rate, dtype, xp=np):
+    """Keras's mask: ``u = stateless_uniform(shape, seed, dtype)``, ``keep = u >= T(rate)``.
+
+    TF compares with denormals read as zero, so a subnormal ``T(rate)`` counts as 0. On NumPy
+    with numba, the draw and the compare run as one compiled pass (``dropout_fast.keep_mask``,
+    the same bits); otherwise as the two lines of array code below.
+    """
+    threshold = dtype.type(rate)
+    if abs(threshold) < np.finfo(dtype).tiny:  # DAZ: a subnormal reads as 0
+        threshold = dtype.type(0)
+    if dropout_fast.mask_wanted(xp, dtype):
+        return dropout_fast.keep_mask(shape, seed, threshold, dtype)
+    u = philox.stateless_uniform(shape, seed, dtype, xp)
+    return u >= threshold
 
 
 def _broadcasts_to(shape, target):

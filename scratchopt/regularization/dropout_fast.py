@@ -1,4 +1,4 @@
-"""Dropout's two lines compiled (numba): ``where(keep, x * scale, 0)`` and ``where(keep, dy, 0) * scale``.
+"""Dropout's lines compiled (numba): the mask, ``where(keep, x * scale, 0)`` and ``where(keep, dy, 0) * scale``.
 
 NumPy runs each line as two passes with a temporary (``x * scale``, then ``where``), and its
 ``where`` with a scalar is slow: 57 ms for 1e7 float32 elements on this project's VM, where
@@ -10,7 +10,11 @@ backward selects first, then multiplies, as TF's gradient does (so a dropped ele
 
 Where it applies (``wanted``): numba installed, ``SCRATCHOPT_BACKEND`` not ``numpy``, C-contiguous
 NumPy float32/float64 values and a boolean mask of the same shape (no ``noise_shape``
-broadcast). The random draw is unchanged (``Dropout``'s generator), so the masks are too.
+broadcast).
+
+The mask (``keep_mask``): ``numerics.philox_fast`` draws TF's Philox numbers and compares
+them with the threshold in one pass, for any NumPy float32/float64 draw (``mask_wanted``);
+``parity_tests/test_philox.py`` checks it against ``numerics.philox``, the array code.
 """
 
 import functools
@@ -30,6 +34,19 @@ def wanted(values, keep):
             and type(keep) is np.ndarray and keep.dtype == np.bool_ and keep.shape == values.shape
             and keep.flags.c_contiguous and os.environ.get("SCRATCHOPT_BACKEND") != "numpy"
             and sums_fast.available())
+
+
+def mask_wanted(xp, dtype):
+    """Whether a mask drawn for ``xp`` (an array module) in ``dtype`` takes the compiled path."""
+    return (xp is np and np.dtype(dtype) in _DTYPES and os.environ.get("SCRATCHOPT_BACKEND") != "numpy"
+            and sums_fast.available())
+
+
+def keep_mask(shape, seed, threshold, dtype):
+    """``numerics.philox.stateless_uniform(shape, seed, dtype) >= threshold``, compiled."""
+    from ..numerics import philox_fast
+
+    return philox_fast.keep_mask(shape, seed, threshold, dtype)
 
 
 @functools.cache
