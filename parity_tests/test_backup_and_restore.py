@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 
 from scratchopt import callbacks as cb
+from scratchopt.layers import Dropout
 from scratchopt.nn import saving
 
 HERE = Path(__file__).resolve().parent
@@ -199,6 +200,33 @@ def test_other_callbacks_must_match(tmp_path):
     _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False), cb.EarlyStopping()])
     with pytest.raises(ValueError, match="same callbacks"):
         _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False)])
+
+
+def test_the_dropout_seed_state_is_restored_and_must_fit_the_model(tmp_path):
+    """The backup holds Dropout's place in its seed sequence: restored, the next mask is the
+    one the first run would have drawn next. A model whose Dropout draws nothing (rate 0)
+    has no such state: refused before anything changes."""
+    backup_dir = tmp_path / "backup"
+    first = _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False)], epochs=2)
+    drawn = list(first.layers[2]._seeds.state)
+    assert drawn[1] > 0  # the first run spent seed pairs
+    again = _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False)], epochs=2)
+    assert again.layers[2]._seeds.state == drawn  # restored, and no epoch left to draw in
+
+    sys.path.insert(0, str(HERE))
+    try:
+        import backup_train
+    finally:
+        sys.path.remove(str(HERE))
+    x, y = backup_train.data()
+    model = backup_train.make_model()
+    model.layers[2] = Dropout(0.0)
+    with pytest.raises(ValueError, match="random state for Dropout._seeds"):
+        model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, seed=7, verbose=0,
+                  callbacks=[cb.BackupAndRestore(backup_dir, delete_checkpoint=False)])
+    # checked before the weights were loaded: the model still has its own initial weights
+    assert model.optimizer.iterations == 0
+    assert not any(same_bits(a, b) for a, b in zip(model.get_weights(), first.get_weights()))
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
