@@ -71,9 +71,17 @@ def pytest_configure(config):
     if given is not None:
         config._scratchopt_seed = (given, "--hypothesis-seed")
         return
-    seed, source = session_seed(settings.get_current_profile_name())
+    controller = getattr(config, "workerinput", {}).get("scratchopt_seed")  # a pytest-xdist worker
+    seed, source = controller if controller else session_seed(settings.get_current_profile_name())
     core.global_force_seed = seed
     config._scratchopt_seed = (seed, source)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: every worker draws from the seed the header printed (the controller's),
+    also where that seed is random (the ``thorough`` profile)."""
+    node.workerinput["scratchopt_seed"] = getattr(node.config, "_scratchopt_seed", None)
 
 
 def pytest_report_header(config):

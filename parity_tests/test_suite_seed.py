@@ -60,3 +60,30 @@ def test_one_seed_draws_the_same_examples_and_another_seed_others(monkeypatch):
         _draw()
         runs.append(list(draws))
     assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_xdist_workers_draw_from_the_seed_the_header_prints(tmp_path):
+    """Under ``pytest -n 2`` each worker is its own process: it must take the controller's
+    seed (the one printed), also in the ``thorough`` profile, where the seed is random."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    pytest.importorskip("xdist")
+    (tmp_path / "test_seeds.py").write_text(
+        "import os\nfrom hypothesis import core\n\n"
+        + "".join(f"def test_{i}():\n    open(os.path.join({str(tmp_path)!r}, os.environ['PYTEST_XDIST_WORKER']),"
+                  f" 'w').write(str(core.global_force_seed))\n\n" for i in range(8)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "HYPOTHESIS_SEED"}
+    env.update(HYPOTHESIS_PROFILE="thorough", PYTHONPATH=str(Path(__file__).parent))
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "conftest", "-n", "2", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), str(tmp_path / "test_seeds.py")],
+                          capture_output=True, text=True, timeout=300, check=False, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    header = next(line for line in done.stdout.splitlines() if line.startswith("hypothesis: profile 'thorough'"))
+    printed = header.split(", seed ")[1].split()[0]
+    seeds = {(tmp_path / worker).read_text() for worker in ("gw0", "gw1")}
+    assert seeds == {printed}, (header, seeds)
