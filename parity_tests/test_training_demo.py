@@ -2,8 +2,9 @@
 trained like Keras's, epoch by epoch.
 
 A quick run (256 training and 64 validation images of ``load_digits``, 2 epochs, 16 steps
-each): in float64 with every dropout rate 0, from Keras's initial weights and in the same
-batch order, the per-epoch losses agree with eager Keras to ``training.BOUND`` (relative),
+each): in float64, dropout included (both sides seed their dropout layers alike, and
+scratchopt draws TF's masks), from Keras's initial weights and in the same batch order, the
+per-epoch losses agree with eager Keras to ``training.BOUND`` (relative),
 the bound measured on the full run (docs/training.md); the accuracies are the same numbers;
 the figure is written; and the command line runs it.
 """
@@ -19,18 +20,18 @@ from scratchopt.tools.demos import training
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def test_the_quick_demo_in_float64_without_dropout_follows_keras_epoch_by_epoch(tf, tmp_path, capsys, monkeypatch):
-    """``scratchopt demo training --quick --dtype float64 --no-dropout``, once (one Keras run:
+def test_the_quick_demo_in_float64_with_dropout_follows_keras_epoch_by_epoch(tf, tmp_path, capsys, monkeypatch):
+    """``scratchopt demo training --quick --dtype float64``, once (one Keras run:
     the test stays under a minute); the runs it compared are caught on their way out."""
     runs = []
     real = training.compare
     monkeypatch.setattr(training, "compare", lambda *args, **kwargs: runs.append(real(*args, **kwargs)) or runs[-1])
     path = tmp_path / "training.png"
-    assert cli.main(["demo", "training", "--quick", "--dtype", "float64", "--no-dropout", "--out", str(path)]) == 0
+    assert cli.main(["demo", "training", "--quick", "--dtype", "float64", "--out", str(path)]) == 0
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 20_000
     out = capsys.readouterr().out
     assert "float64, 2 epochs, 256 training / 64 validation images" in out
-    assert "SpatialDropout2D(0.0), Dropout(0.0)" in out
+    assert "SpatialDropout2D(0.2), Dropout(0.5)" in out
 
     (ours, theirs), = runs
     settings = training.Settings.quick()

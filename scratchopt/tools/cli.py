@@ -292,7 +292,8 @@ def build_parser():
                    help="optimizers: also every other optimizer Keras ships, in a second figure "
                         "(<PNG name>_all.png; about a minute per optimizer and framework for 50 epochs)")
     d.add_argument("--no-dropout", action="store_true",
-                   help="training: every dropout rate 0 (in float64 the losses then follow Keras's epoch by epoch)")
+                   help="training: every dropout rate 0 (the masks are Keras's either way: in float64 the "
+                        "losses follow Keras's epoch by epoch with dropout or without)")
     d.add_argument("--quick", action="store_true",
                    help="training: 256 training and 64 validation images, 2 epochs")
     d.add_argument("--runs", type=writable_folder,

@@ -33,9 +33,10 @@ Both sides start from the same weights (Keras's draw, copied into scratchopt lay
 BatchNormalization's moving statistics included) and see the batches in the same order
 (``shuffle=False`` on the fixed order above). Keras runs eagerly (``run_eagerly=True``): the
 float64 comparison is against eager Keras, whose graph mode differs by about 1e-8.
-Dropout draws its masks from each framework's own generator, so with dropout the two runs
-differ from the first step and only their accuracy can be compared; with ``--no-dropout``
-(every rate 0) in float64 the losses agree epoch by epoch (``BOUND``, ``FULL_RUN_BOUND``:
+Every dropout layer is seeded with ``Settings.seed`` on both sides (Keras's too), and
+scratchopt's draw TF's Philox numbers from the same seed pairs (``numerics/philox.py``), so
+both runs drop the same units at every step. In float64 the losses agree epoch by epoch,
+with dropout or without (``--no-dropout``: every rate 0) (``BOUND``, ``FULL_RUN_BOUND``:
 measured, see below).
 
 **ReduceLROnPlateau meets a schedule.** Keras's ``ReduceLROnPlateau`` lowers the rate by
@@ -288,14 +289,14 @@ def keras_model(settings):
                        L.BatchNormalization(momentum=settings.bn_momentum, dtype=dtype),
                        L.ReLU(dtype=dtype),
                        L.MaxPooling2D(2, dtype=dtype),
-                       L.SpatialDropout2D(spatial, dtype=dtype)]
+                       L.SpatialDropout2D(spatial, seed=settings.seed, dtype=dtype)]
         return keras.Sequential([keras.Input((8, 8, 1), dtype=dtype), *blocks,
                                  L.GlobalAveragePooling2D(dtype=dtype),
                                  L.Dense(settings.dense_units, kernel_regularizer=keras.regularizers.L2(settings.l2),
                                          dtype=dtype),
                                  L.BatchNormalization(momentum=settings.bn_momentum, dtype=dtype),
                                  L.ReLU(dtype=dtype),
-                                 L.Dropout(dense, dtype=dtype),
+                                 L.Dropout(dense, seed=settings.seed, dtype=dtype),
                                  L.Dense(10, activation="softmax", dtype=dtype)])
     finally:
         keras.config.set_floatx(previous)
