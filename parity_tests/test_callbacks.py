@@ -521,7 +521,10 @@ REJECTIONS = [
 
 
 def case_id(case):
-    return f"{case[0]}-" + ",".join(f"{k}={v!r}" for k, v in case[1].items())
+    """Stable across processes (pytest-xdist's workers must collect the same ids): a
+    function shows as its name, not its repr with an address."""
+    show = lambda v: v.__name__ if callable(v) else repr(v)  # noqa: E731
+    return f"{case[0]}-" + ",".join(f"{k}={show(v)}" for k, v in case[1].items())
 
 
 @pytest.mark.parametrize("case", REJECTIONS, ids=case_id)
