@@ -143,14 +143,20 @@ def test_reference_run_is_not_trivial(chains):
 # --- the backup file itself ---------------------------------------------------------------------------
 
 
-def _fit(tmp_path, callbacks, epochs=3, **kwargs):
+def _backup_train():
     sys.path.insert(0, str(HERE))
     try:
         import backup_train
     finally:
         sys.path.remove(str(HERE))
+    return backup_train
+
+
+def _fit(tmp_path, callbacks, epochs=3, model=None, **kwargs):
+    """``backup_train``'s model (or ``model``) fitted on its data."""
+    backup_train = _backup_train()
     x, y = backup_train.data()
-    model = backup_train.make_model()
+    model = backup_train.make_model() if model is None else model
     model.fit(x, y, epochs=epochs, batch_size=8, validation_split=0.25, seed=7, verbose=0,
               callbacks=callbacks, **kwargs)
     return model
@@ -213,17 +219,10 @@ def test_the_dropout_seed_state_is_restored_and_must_fit_the_model(tmp_path):
     again = _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False)], epochs=2)
     assert again.layers[2]._seeds.state == drawn  # restored, and no epoch left to draw in
 
-    sys.path.insert(0, str(HERE))
-    try:
-        import backup_train
-    finally:
-        sys.path.remove(str(HERE))
-    x, y = backup_train.data()
-    model = backup_train.make_model()
+    model = _backup_train().make_model()
     model.layers[2] = Dropout(0.0)
     with pytest.raises(ValueError, match="random state for Dropout._seeds"):
-        model.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, seed=7, verbose=0,
-                  callbacks=[cb.BackupAndRestore(backup_dir, delete_checkpoint=False)])
+        _fit(tmp_path, [cb.BackupAndRestore(backup_dir, delete_checkpoint=False)], epochs=2, model=model)
     # checked before the weights were loaded: the model still has its own initial weights
     assert model.optimizer.iterations == 0
     assert not any(same_bits(a, b) for a, b in zip(model.get_weights(), first.get_weights()))
