@@ -47,7 +47,7 @@ def compare(name, kwargs, steps, shapes=SHAPES, seed=0):
     assert ours.iterations == reference.iterations
 
 
-THOROUGH = settings().max_examples > 40  # conftest's profiles: ci 40, thorough 800
+THOROUGH = settings().max_examples > 40  # conftest's profiles: ci 30, thorough 800
 
 
 @pytest.mark.parametrize("name, kwargs", LONG_RUNS, ids=[n for n, _ in LONG_RUNS])
