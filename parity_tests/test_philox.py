@@ -123,3 +123,13 @@ def test_stateless_uniform_refuses_bad_arguments_by_name(kwargs, error, pattern)
     call = {"shape": (3,), "seed": (1, 2), "dtype": np.float32, **kwargs}
     with pytest.raises(error, match=pattern):
         philox.stateless_uniform(**call)
+
+
+@pytest.mark.parametrize("seed", [1.5, "3", np.int64(3)], ids=["float", "str", "numpy int"])
+def test_seed_generator_refuses_what_keras_refuses(seed):
+    import keras
+
+    with pytest.raises(ValueError, match="seed"):
+        keras.random.SeedGenerator(seed)
+    with pytest.raises(ValueError, match="`seed`"):
+        philox.SeedGenerator(seed)
