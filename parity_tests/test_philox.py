@@ -118,7 +118,8 @@ def test_dropout_takes_the_compiled_mask_unless_told_not_to():
     ({"seed": (1, 2, 3)}, TypeError, "`seed`"), ({"seed": (1.5, 2)}, TypeError, "`seed`"),
     ({"seed": (True, 2)}, TypeError, "`seed`"), ({"shape": (3, -1)}, ValueError, "`shape`"),
     ({"shape": (2.0,)}, ValueError, "`shape`"), ({"dtype": np.float16}, TypeError, "float32 or float64"),
-], ids=["three words", "a float", "a bool", "negative", "float size", "float16"])
+    ({"seed": None}, TypeError, "`seed`"), ({"shape": 5}, ValueError, "`shape`"),
+], ids=["three words", "a float", "a bool", "negative", "float size", "float16", "no seed", "a bare size"])
 def test_stateless_uniform_refuses_bad_arguments_by_name(kwargs, error, pattern):
     call = {"shape": (3,), "seed": (1, 2), "dtype": np.float32, **kwargs}
     with pytest.raises(error, match=pattern):

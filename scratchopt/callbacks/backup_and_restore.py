@@ -183,9 +183,9 @@ class BackupAndRestore(Callback):
         position = model._training_state()
         if position is None:
             raise RuntimeError("BackupAndRestore backs up a scratchopt Sequential during fit only")
-        layer_rngs = [[i, name, _random_state(value)]
+        layer_rngs = [[i, name, state]
                       for i, layer in enumerate(model.layers)
-                      for name, value in sorted(vars(layer).items()) if _random_state(value) is not None]
+                      for name, value in sorted(vars(layer).items()) if (state := _random_state(value)) is not None]
         callbacks = [{"class": type(c).__name__, "state": encode(_state_of(c))}
                      for c in getattr(model, "_callbacks", []) if c is not self]
         extra = {"position": encode(position), "layer_rngs": layer_rngs, "callbacks": callbacks,

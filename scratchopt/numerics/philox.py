@@ -104,9 +104,10 @@ def stateless_uniform(shape, seed, dtype=np.float32, xp=np):
     dtype = np.dtype(dtype)
     if dtype not in PER_GROUP:
         raise TypeError(f"stateless_uniform draws float32 or float64; got dtype={dtype}")
-    if len(seed) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seed):
+    if (not isinstance(seed, (tuple, list)) or len(seed) != 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seed)):
         raise TypeError(f"`seed` must be a pair of ints (TF's seed tensor); got seed={seed!r}")
-    if not all(isinstance(s, (int, np.integer)) and s >= 0 for s in shape):
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(s, (int, np.integer)) and s >= 0 for s in shape):
         raise ValueError(f"`shape` must be a sequence of non-negative ints; got shape={shape!r}")
     shape = tuple(int(s) for s in shape)
     n = int(np.prod(shape, dtype=np.int64))

@@ -113,7 +113,7 @@ class Dropout(Layer):
         self.noise_shape = _noise_shape(noise_shape)
         self.seed = _seed(seed, self.rate)
         # Keras makes its SeedGenerator only when rate > 0; seed=True passes its int check and is 1
-        self._seeds = philox.SeedGenerator(None if seed is None else int(seed)) if self.rate > 0 else None
+        self._seeds = philox.SeedGenerator(seed) if self.rate > 0 else None
         self.keep = None
 
     def get_config(self):

@@ -28,18 +28,21 @@ from ..numerics import sums_fast
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _compiled():
+    """numba installed, and ``SCRATCHOPT_BACKEND`` not ``numpy``."""
+    return os.environ.get("SCRATCHOPT_BACKEND") != "numpy" and sums_fast.available()
+
+
 def wanted(values, keep):
     """Whether ``values`` (x or dy) and the mask ``keep`` take the compiled path."""
     return (type(values) is np.ndarray and values.dtype in _DTYPES and values.flags.c_contiguous
             and type(keep) is np.ndarray and keep.dtype == np.bool_ and keep.shape == values.shape
-            and keep.flags.c_contiguous and os.environ.get("SCRATCHOPT_BACKEND") != "numpy"
-            and sums_fast.available())
+            and keep.flags.c_contiguous and _compiled())
 
 
 def mask_wanted(xp, dtype):
     """Whether a mask drawn for ``xp`` (an array module) in ``dtype`` takes the compiled path."""
-    return (xp is np and np.dtype(dtype) in _DTYPES and os.environ.get("SCRATCHOPT_BACKEND") != "numpy"
-            and sums_fast.available())
+    return xp is np and np.dtype(dtype) in _DTYPES and _compiled()
 
 
 def keep_mask(shape, seed, threshold, dtype):
