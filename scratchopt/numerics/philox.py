@@ -134,7 +134,7 @@ class SeedGenerator:
         if seed is None:
             seed = random.randint(1, 10**9)  # Keras's make_default_seed
         if not isinstance(seed, int):  # Keras's check (True passes it, as 1)
-            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")
+            raise ValueError(f"Argument `seed` must be an integer. Received: seed={seed!r}")  # noqa: TRY004 (Keras's type)
         self.state = [int(seed), 0]
 
     def next(self):
