@@ -48,7 +48,14 @@ def kernels(dtype):
     dtype = np.dtype(dtype)
     t = dtype.type
     info = np.finfo(dtype)
-    njit = numba.njit(inline="always", **_OPTIONS)
+    # numba's own inlining (``inline="always"``) for the large pieces only (log2, exp,
+    # pow_positive, packet_pow, packet_clip, daz): LLVM would leave them as calls, and a loop
+    # with a call in it is not vectorised. The small helpers (double words, exponent bits) are plain
+    # functions, which LLVM inlines by itself. numba inlining them too retyped each one at every
+    # call site, and the float64 kernel took four times as long to compile, for the same code
+    # speed (``python benchmarks/compile_times.py``).
+    njit = numba.njit(**_OPTIONS)
+    inlined = numba.njit(inline="always", **_OPTIONS)
     zero, half, one, two = t(0.0), t(0.5), t(1.0), t(2.0)
     inf, nan, tiny = t(np.inf), t(np.nan), info.tiny
     splitter = t(2.0 ** ((info.nmant + 2) // 2) + 1)
@@ -131,7 +138,7 @@ def kernels(dtype):
         a3, a4, a5 = t(-1.7892272770404815673828125e-01), t(2.0505344867706298828125000e-01), t(-2.4046677350997924804687500e-01)
         a6, a7, a8 = t(2.8857553005218505859375000e-01), t(-3.6067414283752441406250000e-01), t(4.8089790344238281250000000e-01)
 
-        @njit
+        @inlined
         def log2(z):
             x = z - one
             p = a0 * x + a1  # pow._log2_float32's Horner loop, unrolled
@@ -154,7 +161,7 @@ def kernels(dtype):
         c_hi, c_lo = t(0.0400377511598501157), t(-4.77726582251425391e-19)
         k_hi, k_lo = t(2.88539008177792677), t(4.07660016854549667e-17)
 
-        @njit
+        @inlined
         def log2(x):
             t_hi, t_lo = dw_mul_fp(k_hi, k_lo, x - one)
             r_hi, r_lo = dw_div_fp(t_hi, t_lo, x + one)
@@ -209,7 +216,7 @@ def kernels(dtype):
         p2, p3 = t(8.36894474923610687255859375e-3), t(0.16666518151760101318359375)
         p4 = t(0.49999988079071044921875)
 
-        @njit
+        @inlined
         def exp(x_in):
             x = min(x_in, e_max)
             m = np.floor(x * log2e + half)
@@ -230,7 +237,7 @@ def kernels(dtype):
         qx0, qx1 = t(3.00198505138664455042e-6), t(2.52448340349684104192e-3)
         qx2, qx3 = t(2.27265548208155028766e-1), t(2.00000000000000000009e0)
 
-        @njit
+        @inlined
         def exp(x_in):
             x = min(x_in, e_max)
             fx = np.floor(log2e * x + half)
@@ -257,7 +264,7 @@ def kernels(dtype):
     def round_half_away(a):  # Eigen's pround on AVX
         return np.trunc(a + math.copysign(below_half, a))
 
-    @njit
+    @inlined
     def pow_positive(x, y):
         m, e = frexp(x)
         small = m < sqrt_half
@@ -276,7 +283,7 @@ def kernels(dtype):
         fast, slow = ldexp_fast(e_r, n_z), ldexp(e_r, n_z)  # both, then a select: no branch in the loop
         return fast if abs(n_z) <= fast_limit else slow
 
-    @njit
+    @inlined
     def packet_pow(x, y):
         """``generic_pow(x, y)`` for one element: ``pow.generic_pow``'s special cases in its order."""
         x_abs, y_abs = abs(x), abs(y)
@@ -314,14 +321,14 @@ def kernels(dtype):
             out = one
         return out
 
-    @njit
+    @inlined
     def daz(x):
         """A subnormal read as a zero of its sign, as the min/max instructions read it (DAZ)."""
         if abs(x) < tiny:
             x = math.copysign(zero, x)
         return x
 
-    @njit
+    @inlined
     def packet_clip(x, lo, hi):
         """``clip_by_value``'s whole-packet branch for one element: ``max(min(x, hi), lo)``,
         a tie giving the bound, NaN staying NaN."""
