@@ -17,7 +17,10 @@ its running sums and metric state over):
 * at random moments: twice, each a random delay after the run says it has started
   training (``save_freq=5``, so the kills land between and during mid-epoch backups).
 
-The chains run as parallel subprocesses (about 2 s each to start: imports and numba).
+The chains run as parallel subprocesses, on the array code (``SCRATCHOPT_BACKEND=numpy``: a
+run takes about 1 s, where compiling numba's kernels takes 13 s on a 2-core VM). One chain,
+inside ``os.fsync``, runs on the compiled path, killed and resumed, and must still end with the
+array code's bits: the two paths agree, so a run may resume on either.
 """
 
 import os
@@ -40,17 +43,19 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "backup_train.py"
 
 
-def run(workdir, save_freq=None, env=None):
+def run(workdir, save_freq=None, env=None, compiled=False):
     args = [sys.executable, str(SCRIPT), str(workdir)] + ([str(save_freq)] if save_freq else [])
     environ = {k: v for k, v in os.environ.items() if k != "MARK" and not k.startswith("KILL_")}
+    if not compiled:
+        environ["SCRATCHOPT_BACKEND"] = "numpy"
     environ.update(env or {})
     return subprocess.run(args, env=environ, capture_output=True, text=True, timeout=120, check=False)
 
 
-def finish(workdir, save_freq=None, limit=6):
+def finish(workdir, save_freq=None, limit=6, compiled=False):
     """Restart until the run exits with 0; the number of restarts."""
     for restarts in range(1, limit + 1):
-        done = run(workdir, save_freq)
+        done = run(workdir, save_freq, compiled=compiled)
         if done.returncode == 0:
             return restarts
         assert done.returncode == -signal.SIGKILL, done.stderr
@@ -62,8 +67,8 @@ def result(workdir):
         return {k: f[k] for k in f.files}
 
 
-def killed_then_finished(workdir, save_freq, env, expect_batch=False):
-    first = run(workdir, save_freq, env)
+def killed_then_finished(workdir, save_freq, env, expect_batch=False, compiled=False):
+    first = run(workdir, save_freq, env, compiled)
     assert first.returncode == -signal.SIGKILL, (first.returncode, first.stderr)
     assert not (Path(workdir) / "result.npz").exists()
     backup = Path(workdir) / "backup"
@@ -71,7 +76,7 @@ def killed_then_finished(workdir, save_freq, env, expect_batch=False):
     if expect_batch:  # the backup it resumes from is a mid-epoch one
         meta, _ = saving.read(backup / "latest.checkpoint")
         assert int(meta["extra"]["position"]["batch"]["int"]) > 0
-    finish(workdir, save_freq)
+    finish(workdir, save_freq, compiled=compiled)
     return result(workdir)
 
 
@@ -83,7 +88,8 @@ def random_kills(workdir, save_freq, kills, seed):
     for _ in range(kills):
         mark.unlink(missing_ok=True)
         args = [sys.executable, str(SCRIPT), str(workdir), str(save_freq)]
-        process = subprocess.Popen(args, env=dict(os.environ, MARK=str(mark)), stdout=subprocess.DEVNULL,
+        process = subprocess.Popen(args, env=dict(os.environ, MARK=str(mark), SCRATCHOPT_BACKEND="numpy"),
+                                   stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not mark.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -110,7 +116,7 @@ def chains(tmp_path_factory):
         "epoch 3, before its backup": lambda d: killed_then_finished(d, None, {"KILL_EPOCH": "3"}),
         "mid-epoch backup, before os.replace": lambda d: killed_then_finished(d, 4, {"KILL_REPLACE": "5"},
                                                                                expect_batch=True),
-        "inside os.fsync": lambda d: killed_then_finished(d, None, {"KILL_FSYNC": "9"}),
+        "inside os.fsync": lambda d: killed_then_finished(d, None, {"KILL_FSYNC": "9"}, compiled=True),
         # 6 batches an epoch: every backup is at an epoch's last batch, before its end
         "backup after an epoch's last batch": lambda d: killed_then_finished(d, 6, {"KILL_EPOCH": "2"},
                                                                              expect_batch=True),
