@@ -2,14 +2,18 @@
 
 Bit-exact: float64 NumPy on the shapes where ``numerics.matmul`` follows TF's float64 matmul
 (a batch of 2 or more, ``units`` and features multiples of 8, or tiny), with and without
-dropout (given Keras's masks). Elsewhere a bound measured by ``parity_tests/measure_lstm.py``.
+dropout (each layer drawing its masks from the same seed: the masks are compared too, bit for
+bit). Elsewhere a bound measured by ``parity_tests/measure_lstm.py``.
 """
 
 import inspect
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from conftest import scaled
 from scratchopt.nn.lstm import LSTM
 from scratchopt.tools.parity import same_bits
 from scratchopt.tools.parity_lstm import (
@@ -38,6 +42,8 @@ EXACT_CASES = [
 @pytest.mark.parametrize("kwargs, shape, training", EXACT_CASES)
 def test_float64_is_bit_exact(tf, kwargs, shape, training):
     ours, theirs, _ = lstm_pair(kwargs, shape, "float64", training, seed=1)
+    for name, mask in theirs["masks"].items():
+        assert (ours["masks"][name] is None) if mask is None else same_bits(ours["masks"][name], mask), name
     for key in KEYS:
         if key in theirs:
             assert same_bits(ours[key], theirs[key]), (key, scaled_error(ours, theirs, key, None))
@@ -85,20 +91,18 @@ def test_the_checks_can_fail(tf, monkeypatch):
         ours, theirs, _ = lstm_pair(kwargs, shape, "float64", True, seed=1)
         assert not same_bits(ours["dx"], theirs["dx"])
 
-    from scratchopt.tools import parity_lstm
+    real = LSTM._draw
 
-    real = parity_lstm.keras_lstm
-
-    def other_masks(layer, x, dy, training):
-        out = real(layer, x, dy, training)
-        flipped = out["masks"]["recurrent_dropout"].copy()
-        flipped[0, 0, 0] = 0 if flipped[0, 0, 0] else flipped.max()  # one entry of one gate's mask
-        out["masks"]["recurrent_dropout"] = flipped
+    def other_masks(self, count, shape, rate, dtype, xp):
+        out = real(self, count, shape, rate, dtype, xp)
+        if count == 4 and shape[-1] == self.units:  # the recurrent masks
+            out[0, 0, 0] = 0 if out[0, 0, 0] else out.max()  # one entry of one gate's mask
         return out
 
-    monkeypatch.setattr(parity_lstm, "keras_lstm", other_masks)
+    monkeypatch.setattr(LSTM, "_draw", other_masks)
     ours, theirs, inputs = lstm_pair(kwargs, shape, "float64", True, seed=1)
     assert max(scaled_error(ours, theirs, k, inputs) for k in KEYS) > 100 * FLOAT64_BOUND_EPS
+    assert not run_lstm_row("", kwargs, shape, "float64", True).passed
 
 
 def test_parity_rows(tf):
@@ -130,6 +134,46 @@ def test_masks_are_drawn_once_per_sequence_and_reused_at_every_step():
     # a new call draws new masks
     four(x, training=True)
     assert not np.array_equal(four.masks["recurrent_dropout"], given["recurrent_dropout"])
+
+
+@settings(max_examples=scaled(20))
+@given(seed=st.integers(-(2**63), 2**63 - 1),
+       kwargs=st.sampled_from([{"dropout": 0.3}, {"dropout": 0.2, "recurrent_dropout": 0.2},
+                               {"recurrent_dropout": 0.4}, {"dropout": 1.0, "recurrent_dropout": 0.3},
+                               {"dropout": 0.5, "return_sequences": True}]),
+       calls=st.lists(st.booleans(), min_size=1, max_size=4))
+def test_draws_kerass_masks_call_after_call(tf, seed, kwargs, calls):
+    """``LSTM(..., seed=s)`` and ``keras.layers.LSTM(..., seed=s)``, the same weights, called
+    alike (training or not, in any order): the same outputs, bit for bit, at every call. Keras
+    draws the masks at inference too and does not use them; a layer that did not spend those
+    seed pairs would drop other units at its next training call."""
+    import keras
+
+    x = np.random.default_rng(abs(seed) % 2**32).standard_normal((4, 6, 8))
+    ours = LSTM(8, seed=seed, dtype="float64", **kwargs)
+    ours.build(x.shape)
+    theirs = keras.layers.LSTM(8, seed=seed, dtype="float64", **kwargs)
+    theirs.build(x.shape)
+    for name in ("kernel", "recurrent_kernel", "bias"):
+        getattr(theirs.cell, name).assign(ours.params[name])
+    for call, training in enumerate(calls):
+        y = ours(x, training=training)
+        assert same_bits(y, theirs(tf.constant(x), training=training).numpy()), (call, training)
+
+
+def test_a_given_mask_spends_no_seed_and_a_bad_one_changes_nothing():
+    x = np.random.default_rng(2).standard_normal((2, 3, 4))
+    layer = LSTM(5, dropout=0.5, recurrent_dropout=0.5, seed=9, dtype="float64")
+    layer(x, training=True)
+    state = list(layer._seeds.state)
+    assert state == [9, 8]  # four input masks, then four recurrent ones: a pair each
+    layer(x, training=True, masks=layer.masks)
+    assert layer._seeds.state == state
+    layer(x, training=True, masks={"dropout": layer.masks["dropout"]})  # the recurrent ones drawn
+    assert layer._seeds.state == [9, 12]
+    with pytest.raises(ValueError, match="recurrent_dropout"):  # checked before the input masks are drawn
+        layer(x, training=True, masks={"recurrent_dropout": np.ones((4, 2, 4))})
+    assert layer._seeds.state == [9, 12]
 
 
 def test_no_dropout_at_inference_and_rate_one_drops_nothing_as_in_keras():

@@ -15,8 +15,9 @@ Here one file, ``<backup_dir>/latest.checkpoint`` (scratchopt's checked format,
     the shuffling generator's state                            model._rng (at the epoch's start,
                                                                 for a mid-epoch backup)
     the running loss sums and metric states (mid-epoch)
-    every layer's random state: a NumPy generator (LSTM's       layer._mask_rng.bit_generator.state,
-    masks), or Dropout's place in Keras's seed sequence          layer._seeds.state
+    every layer's random state: Dropout's and the LSTM's        layer._seeds.state
+    place in Keras's seed sequence (a NumPy generator's state,   (generator.bit_generator.state)
+    for a layer that keeps one)
     every other callback's attributes (not the model)          EarlyStopping.wait, best, ...
     model.stop_training                                        a run that had decided to stop
 

@@ -58,12 +58,23 @@ on the TensorFlow backend):
 * A mask is applied only when ``training`` and ``0 < rate < 1``: Keras's cell ignores
   ``rate == 1`` (nothing is dropped). Keras clips a rate outside [0, 1] silently; this layer
   refuses it (``ValueError``).
+* Each mask is Keras's draw, bit for bit: ``tf.nn.experimental.stateless_dropout`` of ones,
+  that is ``u = stateless_uniform((N, in), pair)``, kept where ``u >= T(rate)``
+  (``regularization.dropout.keep_mask``, TF's Philox in ``numerics.philox``). Each mask takes
+  the next seed pair of the layer's ``philox.SeedGenerator(seed)``, as each of Keras's takes
+  the next of the cell's ``SeedGenerator``: ``LSTM(..., seed=s)`` drops what
+  ``keras.layers.LSTM(..., seed=s)`` drops, call after call.
+* Keras draws the masks at the start of **every** call, inference included
+  (``RNN._maybe_config_dropout_masks``), and drops them unused when ``training`` is False. So
+  does this layer, without computing them: an inference call spends its seed pairs, and the
+  next training call uses the same pairs as Keras's. A rate of 1 draws nothing (TF's
+  ``dropout`` returns zeros before it takes a seed).
 
-The random draws are NumPy's (``checks.generator(seed)``), not TensorFlow's; to reproduce a
-Keras run, pass its masks: ``layer(x, training=True, masks={"dropout": m, "recurrent_dropout":
+To use masks of your own: ``layer(x, training=True, masks={"dropout": m, "recurrent_dropout":
 r})``, ``m`` of shape (N, in) (four of them, stacked as (4, N, in), with recurrent dropout),
 ``r`` of shape (4, N, u); float masks (Keras's tensors, values 0 and ``1/(1-rate)``) or boolean
-``keep`` masks. ``layer.masks`` holds the masks of the last call.
+``keep`` masks. A mask given spends no seed pair. ``layer.masks`` holds the masks of the last
+call.
 
 Exactness (float64, NumPy): TensorFlow's float64 ``sigmoid`` and ``tanh`` are Eigen's
 vectorised approximations (a rational ``tanh``; ``sigmoid = e / (1 + e)`` with Eigen's
@@ -87,8 +98,9 @@ import numpy as np
 
 from .. import checks
 from ..backend import namespace
-from ..numerics import reduce_sum_over, tf_arithmetic
+from ..numerics import philox, reduce_sum_over, tf_arithmetic
 from ..numerics.matmul import bias_add_grad, matmul
+from ..regularization.dropout import keep_mask
 from .layer import Layer
 
 ACTIVATIONS = ("tanh", "sigmoid", "linear")
@@ -265,8 +277,9 @@ class LSTM(Layer):
     Weights, as Keras's: ``kernel`` (in, 4u), Glorot-uniform; ``recurrent_kernel`` (u, 4u),
     orthogonal (the QR of a Gaussian (4u, u) matrix, its columns' signs fixed by R's
     diagonal, transposed); ``bias`` (4u,) zeros, with the forget gate's quarter at 1 when
-    ``unit_forget_bias``. All drawn from ``seed``, which also seeds the dropout masks (a
-    stream of their own: the same seed gives the same weights whatever the calls).
+    ``unit_forget_bias``. All drawn from ``seed`` with NumPy (``checks.generator``), which
+    also seeds the dropout masks (TF's draws, as Keras's: the module docstring). The weights
+    are not Keras's draws: set them to compare with a Keras layer.
 
     Arguments Keras has and this layer does not implement are accepted at their defaults
     only (``activity_regularizer``, the constraints, ``return_state``, ``go_backwards``,
@@ -334,8 +347,8 @@ class LSTM(Layer):
         # Keras's LSTMCell: any recurrent dropout switches to four masks and split products
         self.implementation = 1 if self.recurrent_dropout != 0 else 2
         self._rng = checks.generator(seed)  # the weights
-        # the dropout masks: their own stream, so the weights do not depend on when masks were drawn
-        self._mask_rng = np.random.default_rng(None if seed is None else [int(seed) % 2**64, 1])
+        # the dropout masks: Keras's seed pairs, one per mask (the weights do not use them)
+        self._seeds = philox.SeedGenerator(None if seed is None else int(seed))
         self.masks = None
 
     def get_config(self):
@@ -387,9 +400,14 @@ class LSTM(Layer):
 
     # --- masks ---
 
-    def _draw(self, shape, rate, dtype, xp):
-        keep = self._mask_rng.random(shape, dtype=dtype) >= dtype.type(rate)
-        return xp.asarray(np.where(keep, dtype.type(1 / (1 - rate)), dtype.type(0)))
+    def _draw(self, count, shape, rate, dtype, xp):
+        """Keras's ``_create_dropout_mask``: ``count`` masks (one, unstacked, for None) of
+        ``shape``, each ``stateless_dropout(ones, rate)`` with the next seed pair:
+        ``T(1 / (1 - rate))`` where kept, 0 where dropped."""
+        scale, zero = dtype.type(1 / (1 - rate)), dtype.type(0)
+        masks = [xp.where(keep_mask(shape, self._seeds.next(), rate, dtype, xp), scale, zero)
+                 for _ in range(count or 1)]
+        return masks[0] if count is None else xp.stack(masks)
 
     def _given(self, name, value, shape, rate, x):
         xp = namespace(x)
@@ -410,16 +428,24 @@ class LSTM(Layer):
         unknown = set(masks) - {"dropout", "recurrent_dropout"}
         if unknown:
             raise ValueError(f"`masks` takes the keys 'dropout' and 'recurrent_dropout'. Received: {sorted(unknown)}")
-        count = (4,) if self.implementation == 1 else ()
+        # Keras's order: the input masks (four with recurrent dropout, else one), then the recurrent ones
+        kinds = (("dropout", self.dropout, 4 if self.implementation == 1 else None, (n, features)),
+                 ("recurrent_dropout", self.recurrent_dropout, 4, (n, self.units)))
+        given = {name: self._given(name, masks[name], ((count,) if count else ()) + shape, rate, x)
+                 for name, rate, count, shape in kinds
+                 if training and 0 < rate < 1 and masks.get(name) is not None}  # all checked before a draw
         out = []
-        for name, rate, shape in (("dropout", self.dropout, count + (n, features)),
-                                  ("recurrent_dropout", self.recurrent_dropout, (4, n, self.units))):
-            if not (training and 0 < rate < 1):
+        for name, rate, count, shape in kinds:
+            if not 0 < rate < 1:  # nothing drawn (rate 1: TF's dropout returns zeros before its seed)
                 out.append(None)
-            elif masks.get(name) is not None:
-                out.append(self._given(name, masks[name], shape, rate, x))
+            elif not training:  # Keras draws them all the same, and does not use them
+                for _ in range(count or 1):
+                    self._seeds.next()
+                out.append(None)
+            elif name in given:
+                out.append(given[name])
             else:
-                out.append(self._draw(shape, rate, x.dtype, xp))
+                out.append(self._draw(count, shape, rate, x.dtype, xp))
         return out
 
     # --- forward ---

@@ -1,9 +1,10 @@
 """Parity rows for ``scratchopt.nn.LSTM``: the layer against Keras's, forward and BPTT.
 
 Keras runs eagerly on the CPU (one intra-op thread) under ``tf.GradientTape`` with
-``output_gradients=dy``; its weights are set to ours. With dropout, Keras draws its masks first
-(``cell.get_dropout_mask`` / ``cell.get_recurrent_dropout_mask``, which the layer's call then
-reuses, as it reuses its own cached masks) and ours is given the same masks.
+``output_gradients=dy``; its weights are set to ours, and its seed is ours. With dropout, each
+layer draws its own masks from that seed; Keras's are read first (``cell.get_dropout_mask`` /
+``cell.get_recurrent_dropout_mask``, in the order its call draws them, which the call then
+reuses) and compared with ours bit for bit, as a row's ``masks``.
 
 A row compares y, dx and the three weight gradients. Float64 rows are expected bit-exact
 (``row.exact``); float32 rows are held to a bound measured by ``parity_tests/measure_lstm.py``
@@ -12,7 +13,7 @@ A row compares y, dx and the three weight gradients. Float64 rows are expected b
 
 import numpy as np
 
-from .parity import Row
+from .parity import Row, same_bits
 
 #: (label, LSTM keyword arguments, (N, T, in), dtype, training)
 LSTM_ROWS = [
@@ -36,7 +37,7 @@ FLOAT64_BOUND_EPS = 8.0
 
 
 def keras_lstm(layer, x, dy, training):
-    """Keras's LSTM with ``layer``'s arguments and weights on ``x``: y, dx, the weight
+    """Keras's LSTM with ``layer``'s arguments, weights and seed on ``x``: y, dx, the weight
     gradients (``dy`` as the output gradient) and the masks it drew (None where none)."""
     from .keras_reference import tensorflow
 
@@ -46,7 +47,7 @@ def keras_lstm(layer, x, dy, training):
     config = {k: layer.get_config()[k] for k in ("units", "activation", "recurrent_activation", "use_bias",
                                                  "unit_forget_bias", "dropout", "recurrent_dropout",
                                                  "return_sequences")}
-    theirs = keras.layers.LSTM(**config, seed=1234, dtype=layer.dtype.name)
+    theirs = keras.layers.LSTM(**config, seed=layer.seed, dtype=layer.dtype.name)
     theirs.build(x.shape)
     cell = theirs.cell
     cell.kernel.assign(np.asarray(layer.params["kernel"]))
@@ -73,7 +74,8 @@ def keras_lstm(layer, x, dy, training):
 
 
 def lstm_pair(kwargs, shape, dtype, training, seed=0):
-    """Ours and Keras's results on one random input: ``(ours, theirs)`` dicts of arrays."""
+    """Ours and Keras's results on one random input, each layer made with ``seed`` and drawing
+    its own masks: ``(ours, theirs, inputs)``, the first two dicts of arrays."""
     from ..nn.lstm import LSTM
 
     rng = np.random.default_rng(seed)
@@ -83,10 +85,9 @@ def lstm_pair(kwargs, shape, dtype, training, seed=0):
     out_shape = (shape[0], shape[1], layer.units) if layer.return_sequences else (shape[0], layer.units)
     dy = rng.standard_normal(out_shape).astype(dtype)
     theirs = keras_lstm(layer, x, dy, training)
-    given = {k: v for k, v in theirs["masks"].items() if v is not None}
-    y = layer(x, training=training, masks=given or None)
+    y = layer(x, training=training)
     dx = layer.backward(dy)
-    ours = {"y": y, "dx": dx, **layer.grads}
+    ours = {"y": y, "dx": dx, **layer.grads, "masks": layer.masks}
     return ours, theirs, {"x": x, "dy": dy, "layer": layer}
 
 
@@ -109,6 +110,11 @@ def run_lstm_row(label, kwargs, shape, dtype, training, steps=1, seed=0):
     worst = 0.0
     for k in range(row.steps):
         ours, theirs, inputs = lstm_pair(kwargs, shape, dtype, training, seed=seed + k)
+        for name, mask in theirs["masks"].items():  # the same draws, in any dtype: a bound does not cover them
+            mine = ours["masks"][name]
+            if not (mine is None if mask is None else mine is not None and same_bits(mine, mask)):
+                row.exact = row.within = False
+                row.note = f"{name} masks differ from Keras's"
         for key in KEYS:
             if key in theirs:
                 row.compare(ours[key], theirs[key])
@@ -116,5 +122,5 @@ def run_lstm_row(label, kwargs, shape, dtype, training, steps=1, seed=0):
     if dtype == "float32":  # oneDNN's float32 matmul and Eigen's float32 sigmoid/tanh are not reproduced
         row.hold_to(worst, FLOAT32_BOUND_EPS, source="parity_tests/measure_lstm.py")
     elif not row.exact:  # the rows' float64 shapes are the exact ones: a difference is a failure
-        row.note = f"not bit-exact: max error {worst:.2f} eps of the term scale"
+        row.note = (f"{row.note}; " if row.note else "") + f"not bit-exact: max error {worst:.2f} eps of the term scale"
     return row
