@@ -10,10 +10,10 @@ import inspect
 
 import numpy as np
 import pytest
+from conftest import scaled
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import scaled
 from scratchopt.nn.lstm import LSTM
 from scratchopt.tools.parity import same_bits
 from scratchopt.tools.parity_lstm import (
