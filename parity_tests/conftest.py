@@ -133,27 +133,7 @@ def tf():
     return tf
 
 
-def _optimizer_of(item):
-    """The optimizer a test is parametrized with (``[Adam]``, ``[Nadam-parallel]``,
-    ``[Adam0-float32]``), or None."""
-    from scratchopt import optimizers
-
-    names = set(optimizers.__all__) - {"Optimizer"}
-    callspec = getattr(item, "callspec", None)
-    tokens = callspec.id.split("-") if callspec else []
-    found = [t.rstrip("0123456789") for t in tokens if t.rstrip("0123456789") in names]
-    return found[0] if found else None
-
-
 def pytest_collection_modifyitems(config, items):
-    # ``--dist loadgroup`` (pyproject's addopts): the tests of one optimizer run in one worker.
-    # Each compiles that optimizer's numba kernels, seconds each, and a worker that meets a
-    # kernel compiles it again: spread over two workers, 174 s of their 670 s of compiling
-    # were the same kernels twice (measured by timing numba's Dispatcher.compile in a full run).
-    for item in items:
-        optimizer = _optimizer_of(item)
-        if optimizer:
-            item.add_marker(pytest.mark.xdist_group(optimizer))
     if gpu_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU with CuPy (scratchopt.backend.gpu_available() is False)")
