@@ -57,7 +57,7 @@ def run_both(info, run):
 @given(data=st.data())
 def test_matches_keras_bit_for_bit(tf, info, data):
     """Drawn runs (arguments, shapes, dtypes, schedules, steps) against Keras, every state
-    after every step. 112 runs an optimizer under ``ci``, new ones each commit (3,000 under
+    after every step. 90 runs an optimizer under ``ci``, new ones each commit (3,000 under
     ``thorough``): at 225 the 14 optimizers took 356 s of a 2-core run's 2,047, the largest
     share of the suite, and CI went over its 20 minutes."""
     run_both(info, data.draw(runs(info, refusable=True)))

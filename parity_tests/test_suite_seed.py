@@ -39,10 +39,10 @@ def test_this_session_is_seeded_and_says_so(pytestconfig):
 
 
 def test_the_ci_profile_is_not_derandomized_and_keeps_its_example_count():
-    """A fixed count, chosen for the CI budget (conftest's docstring: 30 since the suite runs
-    a worker per core on a slower VM; it was 40)."""
+    """A fixed count, chosen for the CI budget (conftest's docstring: 24 since CI took 1330 s
+    with 30; 40 before the suite ran a worker per core)."""
     ci = settings.get_profile("ci")
-    assert not ci.derandomize and ci.max_examples == 30 and ci.deadline is None
+    assert not ci.derandomize and ci.max_examples == 24 and ci.deadline is None
 
 
 draws = []
