@@ -7,9 +7,9 @@ Profiles (choose with ``HYPOTHESIS_PROFILE=...``; ``ci`` is the default):
   It was 40, in one process, until the suite took 32 minutes on a VM that ran 2.6x slower
   than on the days CI took 13; then 30, with the workers, until CI took 1330 s, over its 20
   minutes (the README gives the time it takes now). Its examples are drawn from a seed
-  derived from the commit (``git rev-parse HEAD``; the date where git is not available), so every run of one commit draws the same
-  examples, and each new commit draws new ones (a derandomized profile would draw the same
-  ones forever).
+  derived from the commit (``git rev-parse HEAD``; the date where git is not available), so
+  every run of one commit draws the same examples, and each new commit draws new ones (a
+  derandomized profile would draw the same ones forever).
 * ``thorough``: 20x the examples, for local deep runs, from a new random seed each session.
 
 The session's seed is printed in pytest's header, with the command that reproduces the run;

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_parity_job_prints_every_row_and_exits_0(tf, capsys, monkeypatch):
     """The job whole: every row runs, is exact or within its bound, and is printed.
 
-    On the array code (``SCRATCHOPT_BACKEND=numpy``): 26 s, where compiling numba's kernels
-    for every row took the job 105 s more on the 2-core VM. The compiled path is tested where
-    each component is: every optimizer row for 50 steps against Keras
+    On the array code (``SCRATCHOPT_BACKEND=numpy``): compiling numba's kernels for every
+    row made this test take 144 s of a 2-core run (``pytest --durations``), 40 s without. The
+    compiled path is tested where each component is: every optimizer row against Keras
     (``test_optimizer_parity.py::test_long_runs_are_exact``), and each compiled kernel
     against the array code (``test_fused.py``, ``test_normalization_fast.py``,
     ``test_sums_fast.py``, ...).

@@ -50,10 +50,11 @@ def kernels(dtype):
     info = np.finfo(dtype)
     # numba's own inlining (``inline="always"``) for the large pieces only (log2, exp,
     # pow_positive, packet_pow, packet_clip, daz): LLVM would leave them as calls, and a loop
-    # with a call in it is not vectorised. The small helpers (double words, exponent bits) are plain
-    # functions, which LLVM inlines by itself. numba inlining them too retyped each one at every
-    # call site, and the float64 kernel took four times as long to compile, for the same code
-    # speed (``python benchmarks/compile_times.py``).
+    # with a call in it is not vectorised. The small helpers (double words, exponent bits) are
+    # plain functions, which LLVM inlines by itself. numba inlining them too retyped each one at
+    # every call site: Ftrl's float64 kernel took 21.0 s to compile instead of 5.1 s, for the
+    # same step time (``python benchmarks/ftrl_compile.py``;
+    # benchmarks/results/intel-xeon-2c/ftrl_compile_before_after.txt).
     njit = numba.njit(**_OPTIONS)
     inlined = numba.njit(inline="always", **_OPTIONS)
     zero, half, one, two = t(0.0), t(0.5), t(1.0), t(2.0)
